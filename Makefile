@@ -1,0 +1,25 @@
+# The two entry points: `make demo` and `make test`. Both build .venv from Python 3.10 when it is missing.
+PYTHON ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv which python 2>/dev/null || command -v python3.10)
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv clean
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 10), "spikec needs Python 3.10 (lava-nc 0.10.0); got " + sys.version' \
+		|| { echo "error: $(VENV) is not Python 3.10; remove it and rerun (or set PYTHON=/path/to/python3.10)"; exit 2; }
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/spikec inspect --model-zoo spikingformer-cifar --model-args '{"depth": 1, "embed_dim": 64, "num_heads": 4, "img_size": 16, "T": 2}' --input-shape 1,3,16,16
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,436 @@
+"""The op registry: for every op its docstring, attribute schema, arity and shape rule.
+
+Axis convention (see :mod:`spikec.ir.types`): axis 0 is time, axis 1 the batch, the rest are sample
+axes. Ops that act per sample (conv, linear, pooling, views) never touch axes 0 and 1.
+
+Attribute kinds: ``int``, ``float``, ``bool``, ``str``, ``ints`` / ``floats`` (tuples), ``tensor``
+(a numpy array: weights), and any kind followed by ``?`` when ``none`` is allowed. Every attribute an op
+declares must be present on its nodes (``none`` for an absent optional one); no other attribute may be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from spikec.errors import IRError
+from spikec.ir.types import Location, TensorType
+
+__all__ = ["OpDef", "OPS", "op_def", "infer_types", "check_attrs", "ATTR_KINDS"]
+
+ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "tensor")
+
+ShapeRule = Callable[[list[TensorType], dict[str, Any]], list[TensorType]]
+
+
+@dataclasses.dataclass(frozen=True)
+class OpDef:
+    """An op: ``num_inputs`` is None for a variadic op; ``infer`` is None when the output type is
+    declared rather than derived (only ``input``)."""
+
+    name: str
+    doc: str
+    num_inputs: int | None
+    attrs: dict[str, str]
+    infer: ShapeRule | None
+
+    def __post_init__(self):
+        for attr, kind in self.attrs.items():
+            if kind.rstrip("?") not in ATTR_KINDS:
+                raise ValueError(f"op {self.name}: attribute {attr} has unknown kind {kind!r}")
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def _register(name: str, num_inputs: int | None, attrs: dict[str, str]):
+    def wrap(rule):
+        if name in OPS:
+            raise ValueError(f"op {name} registered twice")
+        doc = (rule.__doc__ or "").strip()
+        OPS[name] = OpDef(name, doc, num_inputs, attrs, None if name == "input" else rule)
+        return rule
+
+    return wrap
+
+
+def op_def(name: str) -> OpDef:
+    if name not in OPS:
+        raise IRError(f"unknown op {name!r}")
+    return OPS[name]
+
+
+def _kind_matches(kind: str, value: Any) -> bool:
+    if kind.endswith("?"):
+        return value is None or _kind_matches(kind[:-1], value)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, float)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "ints":
+        return isinstance(value, tuple) and all(_kind_matches("int", v) for v in value)
+    if kind == "floats":
+        return isinstance(value, tuple) and all(_kind_matches("float", v) for v in value)
+    if kind == "tensor":
+        return isinstance(value, np.ndarray)
+    return False
+
+
+def check_attrs(op: str, attrs: dict[str, Any]) -> None:
+    """Raise unless ``attrs`` has exactly the op's attributes, each of its declared kind."""
+    spec = op_def(op).attrs
+    missing = [a for a in spec if a not in attrs]
+    unknown = [a for a in attrs if a not in spec]
+    if missing or unknown:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
+                ([f"unknown {', '.join(unknown)}"] if unknown else [])
+        raise IRError(f"{op}: attributes: {'; '.join(parts)}")
+    for name, kind in spec.items():
+        if not _kind_matches(kind, attrs[name]):
+            raise IRError(f"{op}: attribute {name} must be {kind}, got {attrs[name]!r:.60}")
+
+
+def infer_types(op: str, input_types: Sequence[TensorType], attrs: dict[str, Any],
+                locs: Sequence[Location] = ()) -> list[TensorType]:
+    """Check arity and attributes, then apply the op's shape rule. Errors name the op and its location."""
+    definition = op_def(op)
+    where = str(locs[0]) if locs else None
+    try:
+        if definition.num_inputs is not None and len(input_types) != definition.num_inputs:
+            raise IRError(f"{op} takes {definition.num_inputs} input(s), got {len(input_types)}")
+        check_attrs(op, attrs)
+        if definition.infer is None:
+            raise IRError(f"{op} declares its output type; give output_types")
+        return definition.infer(list(input_types), attrs)
+    except IRError as exc:
+        raise IRError(exc.message if exc.message.startswith(op) else f"{op}: {exc.message}", where) from None
+
+
+def _need(condition: bool, message: str) -> None:
+    if not condition:
+        raise IRError(message)
+
+
+def _need_same_dtype(types: Sequence[TensorType]) -> str:
+    dtypes = {t.dtype for t in types}
+    _need(len(dtypes) == 1, f"inputs have different dtypes {sorted(dtypes)}")
+    return types[0].dtype
+
+
+def _broadcast(a: TensorType, b: TensorType) -> TensorType:
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise IRError(f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast") from None
+    _need(len(shape) == max(a.rank, b.rank) and a.rank == b.rank,
+          f"operands must have the same rank (time and batch first), got {list(a.shape)} and {list(b.shape)}")
+    _need(shape[1] == a.batch == b.batch, "operands must have the same batch size")
+    return TensorType(tuple(shape), _need_same_dtype([a, b]))
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool = False) -> int:
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    _need(span >= 0, f"kernel {kernel} (dilation {dilation}) is larger than the padded input {size + 2 * padding}")
+    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def _check_tuple(attrs: dict, name: str, length: int, minimum: int) -> tuple[int, ...]:
+    value = attrs[name]
+    _need(len(value) == length, f"{name} needs {length} values, got {list(value)}")
+    _need(all(v >= minimum for v in value), f"{name} values must be >= {minimum}, got {list(value)}")
+    return value
+
+
+def _sample_axis(t: TensorType, axis: int, what: str) -> None:
+    _need(2 <= axis < t.rank, f"{what} {axis} is not a sample axis of a rank-{t.rank} value (axes 0, 1 are T, B)")
+
+
+# ---------------------------------------------------------------- graph boundary
+
+
+@_register("input", 0, {"name": "str", "layout": "str"})
+def _input(types, attrs):
+    """A model input. ``layout`` tells how the PyTorch tensor maps onto the IR value: ``"B"`` means
+    the tensor is ``[B, ...]`` and the IR value ``[1, B, ...]`` (a time axis of length 1, before direct
+    encoding); ``"TB"`` means the tensor already is ``[T, B, ...]``."""
+
+
+@_register("output", None, {"layouts": "ints"})
+def _output(types, attrs):
+    """The model's outputs, in order. ``layouts[i]`` is 1 when output ``i`` is returned to PyTorch with
+    its time axis (``[T, B, ...]``), 0 when the length-1 time axis is dropped (``[B, ...]``)."""
+    _need(len(types) >= 1, "output needs at least one value")
+    _need(len(attrs["layouts"]) == len(types), f"layouts has {len(attrs['layouts'])} entries for {len(types)} outputs")
+    for t, keeps_time in zip(types, attrs["layouts"]):
+        _need(keeps_time in (0, 1), f"layouts entries are 0 or 1, got {keeps_time}")
+        _need(keeps_time or t.time == 1, f"an output without a time axis must have T = 1, got {t}")
+    return []
+
+
+# ---------------------------------------------------------------- time
+
+
+@_register("repeat_time", 1, {"T": "int"})
+def _repeat_time(types, attrs):
+    """Direct encoding: repeat a ``[1, B, ...]`` value over ``T`` time steps, ``y[t] = x[0]``."""
+    (x,) = types
+    _need(x.time == 1, f"repeat_time needs a value with T = 1, got {x}")
+    _need(attrs["T"] >= 1, f"T must be >= 1, got {attrs['T']}")
+    return [x.with_shape((attrs["T"], *x.shape[1:]))]
+
+
+@_register("to_time_major", 1, {})
+def _to_time_major(types, attrs):
+    """Move a time axis that the input carries after the batch (``[1, B, T, ...]``, e.g. event frames
+    given as ``[B, T, C, H, W]``) to the front: ``y[t, b, ...] = x[0, b, t, ...]``."""
+    (x,) = types
+    _need(x.time == 1 and x.rank >= 3, f"to_time_major needs [1, B, T, ...], got {x}")
+    return [x.with_shape((x.shape[2], x.batch, *x.shape[3:]))]
+
+
+# ---------------------------------------------------------------- weight ops
+
+
+def _check_bias(attrs, out_features: int) -> None:
+    bias = attrs["bias"]
+    if bias is not None:
+        _need(bias.shape == (out_features,), f"bias shape {list(bias.shape)} does not match {out_features} outputs")
+
+
+def _conv(types, attrs, spatial: int):
+    (x,) = types
+    w = attrs["weight"]
+    _need(x.rank == 3 + spatial, f"conv{spatial}d needs [T, B, C, {'H, W' if spatial == 2 else 'L'}], got {x}")
+    _need(w.ndim == 2 + spatial, f"weight must have rank {2 + spatial}, got shape {list(w.shape)}")
+    stride = _check_tuple(attrs, "stride", spatial, 1)
+    padding = _check_tuple(attrs, "padding", spatial, 0)
+    dilation = _check_tuple(attrs, "dilation", spatial, 1)
+    groups = attrs["groups"]
+    _need(groups >= 1 and x.shape[2] % groups == 0 and w.shape[0] % groups == 0,
+          f"groups={groups} must divide input channels {x.shape[2]} and output channels {w.shape[0]}")
+    _need(w.shape[1] * groups == x.shape[2],
+          f"weight expects {w.shape[1] * groups} input channels, got {x.shape[2]}")
+    _check_bias(attrs, w.shape[0])
+    spatial_out = tuple(_conv_out(x.shape[3 + i], w.shape[2 + i], stride[i], padding[i], dilation[i])
+                        for i in range(spatial))
+    return [x.with_shape((x.time, x.batch, w.shape[0], *spatial_out))]
+
+
+_CONV_ATTRS = {"weight": "tensor", "bias": "tensor?", "stride": "ints", "padding": "ints",
+               "dilation": "ints", "groups": "int"}
+
+
+@_register("conv2d", 1, _CONV_ATTRS)
+def _conv2d(types, attrs):
+    """2-D cross-correlation per time step and sample, as ``torch.nn.functional.conv2d``:
+    ``[T, B, Cin, H, W] -> [T, B, Cout, H', W']`` with ``weight [Cout, Cin/groups, kh, kw]``."""
+    return _conv(types, attrs, 2)
+
+
+@_register("conv1d", 1, _CONV_ATTRS)
+def _conv1d(types, attrs):
+    """1-D cross-correlation per time step and sample, as ``torch.nn.functional.conv1d``:
+    ``[T, B, Cin, L] -> [T, B, Cout, L']`` with ``weight [Cout, Cin/groups, k]``."""
+    return _conv(types, attrs, 1)
+
+
+@_register("linear", 1, {"weight": "tensor", "bias": "tensor?"})
+def _linear(types, attrs):
+    """``y = x @ weight.T + bias`` over the last axis: ``[..., in] -> [..., out]``, weight ``[out, in]``."""
+    (x,) = types
+    w = attrs["weight"]
+    _need(w.ndim == 2, f"weight must be [out, in], got shape {list(w.shape)}")
+    _need(x.rank >= 3, f"linear needs at least one sample axis, got {x}")
+    _need(w.shape[1] == x.shape[-1], f"weight expects {w.shape[1]} input features, got {x.shape[-1]}")
+    _check_bias(attrs, w.shape[0])
+    return [x.with_shape((*x.shape[:-1], w.shape[0]))]
+
+
+@_register("batchnorm", 1, {"weight": "tensor?", "bias": "tensor?", "running_mean": "tensor",
+                            "running_var": "tensor", "eps": "float", "axis": "int"})
+def _batchnorm(types, attrs):
+    """Inference batch norm along channel ``axis`` (an IR axis >= 2):
+    ``y = (x - running_mean) / sqrt(running_var + eps) * weight + bias`` (weight 1, bias 0 when none)."""
+    (x,) = types
+    axis = attrs["axis"]
+    _sample_axis(x, axis, "channel axis")
+    channels = x.shape[axis]
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        value = attrs[name]
+        if value is not None:
+            _need(value.shape == (channels,), f"{name} shape {list(value.shape)} does not match {channels} channels")
+    _need(attrs["eps"] > 0, f"eps must be > 0, got {attrs['eps']}")
+    return [x]
+
+
+# ---------------------------------------------------------------- neurons
+
+
+def _check_neuron(attrs) -> None:
+    _need(math.isfinite(attrs["v_threshold"]), f"v_threshold must be finite, got {attrs['v_threshold']}")
+    reset = attrs["v_reset"]
+    _need(reset is None or math.isfinite(reset), f"v_reset must be finite or none, got {reset}")
+
+
+@_register("lif", 1, {"tau": "float", "v_threshold": "float", "v_reset": "float?", "decay_input": "bool"})
+def _lif(types, attrs):
+    """Leaky integrate-and-fire neurons, one per element, run over the time axis (spikingjelly's
+    MultiStepLIFNode; the exact float update is in :mod:`spikec.nn`)::
+
+        H[t] = V[t-1] + (X[t] - (V[t-1] - v_reset)) / tau      (decay_input; else V - (V - v_reset)/tau + X)
+        S[t] = H[t] >= v_threshold
+        V[t] = v_reset where S[t] else H[t]    (v_reset = none: V[t] = H[t] - S[t] * v_threshold)
+
+    V[-1] = v_reset (0 when none). The output is the spike tensor S, with the input's shape."""
+    (x,) = types
+    _need(attrs["tau"] > 1.0, f"tau must be > 1, got {attrs['tau']}")
+    _check_neuron(attrs)
+    return [x]
+
+
+@_register("if", 1, {"v_threshold": "float", "v_reset": "float?"})
+def _if(types, attrs):
+    """Integrate-and-fire neurons (no leak): ``H[t] = V[t-1] + X[t]``; fire and reset as ``lif``."""
+    _check_neuron(attrs)
+    return [types[0]]
+
+
+# ---------------------------------------------------------------- elementwise
+
+
+@_register("add", 2, {})
+def _add(types, attrs):
+    """Elementwise ``a + b`` with broadcasting (a residual connection)."""
+    return [_broadcast(*types)]
+
+
+@_register("mul", 2, {})
+def _mul(types, attrs):
+    """Elementwise ``a * b`` of two dynamic values with broadcasting (e.g. SDSA's ``k * v``)."""
+    return [_broadcast(*types)]
+
+
+@_register("and_not", 2, {})
+def _and_not(types, attrs):
+    """SEW-IAND ``(NOT a) AND s`` on spikes, computed as ``(1 - a) * s``; ``a`` is the block output,
+    ``s`` the shortcut."""
+    return [_broadcast(*types)]
+
+
+@_register("scale", 1, {"factor": "float"})
+def _scale(types, attrs):
+    """Multiply by a constant: ``y = x * factor`` (e.g. the attention scale 0.125)."""
+    _need(math.isfinite(attrs["factor"]), f"factor must be finite, got {attrs['factor']}")
+    return [types[0]]
+
+
+@_register("matmul", 2, {})
+def _matmul(types, attrs):
+    """Product of two dynamic values over their last two axes, leading axes broadcast:
+    ``[..., n, k] @ [..., k, m] -> [..., n, m]`` (attention's ``q @ k^T`` and ``attn @ v``)."""
+    a, b = types
+    _need(a.rank == b.rank and a.rank >= 4, f"matmul needs two values of equal rank >= 4, got {a} and {b}")
+    _need(a.shape[-1] == b.shape[-2], f"inner dimensions differ: {list(a.shape)} @ {list(b.shape)}")
+    try:
+        lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise IRError(f"leading axes of {list(a.shape)} and {list(b.shape)} do not broadcast") from None
+    return [TensorType((*lead, a.shape[-2], b.shape[-1]), _need_same_dtype(types))]
+
+
+# ---------------------------------------------------------------- pooling and reductions
+
+
+def _pool(types, attrs):
+    (x,) = types
+    _need(x.rank >= 4, f"pooling needs [T, B, ..., H, W], got {x}")
+    kernel = _check_tuple(attrs, "kernel", 2, 1)
+    stride = _check_tuple(attrs, "stride", 2, 1)
+    padding = _check_tuple(attrs, "padding", 2, 0)
+    _need(all(2 * p <= k for p, k in zip(padding, kernel)), "padding must be at most half the kernel")
+    dilation = attrs.get("dilation", (1, 1))
+    out = tuple(_conv_out(x.shape[-2 + i], kernel[i], stride[i], padding[i], dilation[i], attrs["ceil_mode"])
+                for i in range(2))
+    return [x.with_shape((*x.shape[:-2], *out))]
+
+
+@_register("maxpool", 1, {"kernel": "ints", "stride": "ints", "padding": "ints", "dilation": "ints",
+                          "ceil_mode": "bool"})
+def _maxpool(types, attrs):
+    """Max over ``kernel`` windows of the last two axes, as ``torch.nn.functional.max_pool2d``
+    (padding is -inf). Of spikes it is an OR, still a spike."""
+    _check_tuple(attrs, "dilation", 2, 1)
+    return _pool(types, attrs)
+
+
+@_register("avgpool", 1, {"kernel": "ints", "stride": "ints", "padding": "ints", "ceil_mode": "bool",
+                          "count_include_pad": "bool", "divisor": "int?"})
+def _avgpool(types, attrs):
+    """Mean over ``kernel`` windows of the last two axes, as ``torch.nn.functional.avg_pool2d``
+    (``divisor`` overrides the window size when given)."""
+    divisor = attrs["divisor"]
+    _need(divisor is None or divisor >= 1, f"divisor must be >= 1, got {divisor}")
+    return _pool(types, attrs)
+
+
+def _reduce(types, attrs):
+    (x,) = types
+    axes = attrs["axes"]
+    _need(len(axes) >= 1 and len(set(axes)) == len(axes), f"axes must be distinct and non-empty, got {list(axes)}")
+    _need(all(0 <= a < x.rank and a != 1 for a in axes),
+          f"axes {list(axes)} must be IR axes of a rank-{x.rank} value other than the batch axis 1")
+    shape = []
+    for axis, size in enumerate(x.shape):
+        if axis not in axes:
+            shape.append(size)
+        elif axis == 0 or attrs["keepdim"]:
+            shape.append(1)
+    return [x.with_shape(shape)]
+
+
+@_register("mean", 1, {"axes": "ints", "keepdim": "bool"})
+def _mean(types, attrs):
+    """Mean over ``axes``. Averaging over time (axis 0) keeps a time axis of length 1; other axes are
+    dropped unless ``keepdim``. The batch axis cannot be reduced."""
+    return _reduce(types, attrs)
+
+
+@_register("sum", 1, {"axes": "ints", "keepdim": "bool"})
+def _sum(types, attrs):
+    """Sum over ``axes``, with the axis rules of ``mean`` (e.g. SDSA's column sum of ``k * v``)."""
+    return _reduce(types, attrs)
+
+
+# ---------------------------------------------------------------- views
+
+
+@_register("reshape", 1, {"shape": "ints"})
+def _reshape(types, attrs):
+    """Reshape the sample axes (row-major), keeping T and B: ``[T, B, *a] -> [T, B, *shape]``.
+    Flatten, unsqueeze and squeeze of sample axes are reshapes."""
+    (x,) = types
+    shape = attrs["shape"]
+    _need(all(d >= 1 for d in shape), f"shape must be positive, got {list(shape)}")
+    _need(math.prod(shape) == math.prod(x.sample_shape),
+          f"cannot reshape sample shape {list(x.sample_shape)} to {list(shape)}")
+    return [x.with_shape((x.time, x.batch, *shape))]
+
+
+@_register("transpose", 1, {"perm": "ints"})
+def _transpose(types, attrs):
+    """Permute axes: ``y.shape[i] = x.shape[perm[i]]``. ``perm`` keeps axes 0 and 1 (time, batch)."""
+    (x,) = types
+    perm = attrs["perm"]
+    _need(sorted(perm) == list(range(x.rank)), f"perm {list(perm)} is not a permutation of {x.rank} axes")
+    _need(perm[0] == 0 and perm[1] == 1, f"perm {list(perm)} must keep the time and batch axes first")
+    return [x.with_shape(tuple(x.shape[p] for p in perm))]

@@ -1,0 +1,155 @@
+"""Spiking neurons for multi-step tensors laid out ``[T, B, ...]``.
+
+The dynamics follow spikingjelly's ``MultiStepLIFNode`` to the last float operation, so a model built
+from these neurons and the same model built from spikingjelly's give identical spikes. Per time step::
+
+    charge    decay_input, v_reset in {0, None}:  H = V + (X - V) / tau
+              decay_input, other v_reset:         H = V + (X - (V - v_reset)) / tau
+              no decay_input, v_reset in {0, None}: H = V * (1 - 1 / tau) + X
+              no decay_input, other v_reset:      H = V - (V - v_reset) / tau + X
+              IF neuron:                          H = V + X
+    fire      S = 1 if H - v_threshold >= 0 else 0
+    reset     hard (v_reset is a number): V = (1 - S) * H + S * v_reset
+              soft (v_reset is None):     V = H - S * v_threshold
+
+V starts at ``v_reset`` (0 for a soft reset). Unlike spikingjelly, the neurons keep no state between
+calls: every ``forward`` is one whole sequence, which is what inference and tracing want.
+Training uses a sigmoid surrogate gradient (spikingjelly's ``Sigmoid(alpha=4)`` default).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["MultiStepLIF", "MultiStepIF", "iand", "lif_sequence", "if_sequence"]
+
+
+class _SigmoidSurrogateSpike(torch.autograd.Function):
+    """Heaviside forward; derivative of ``sigmoid(alpha * x)`` backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return (x >= 0).to(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        sig = torch.sigmoid(ctx.alpha * x)
+        return grad * ctx.alpha * sig * (1.0 - sig), None
+
+
+def _fire(h: torch.Tensor, v_threshold: float, surrogate_alpha: float) -> torch.Tensor:
+    if h.requires_grad:
+        return _SigmoidSurrogateSpike.apply(h - v_threshold, surrogate_alpha)
+    return (h - v_threshold >= 0).to(h)
+
+
+def _reset(h: torch.Tensor, spike: torch.Tensor, v_threshold: float, v_reset: float | None,
+           detach_reset: bool) -> torch.Tensor:
+    s = spike.detach() if detach_reset else spike
+    if v_reset is None:
+        return h - s * v_threshold
+    return (1.0 - s) * h + s * v_reset
+
+
+def lif_sequence(x_seq: torch.Tensor, tau: float, v_threshold: float = 1.0, v_reset: float | None = 0.0,
+                 decay_input: bool = True, detach_reset: bool = True,
+                 surrogate_alpha: float = 4.0) -> torch.Tensor:
+    """Run a LIF neuron over ``x_seq[0..T-1]`` and return the spike sequence (same shape, same dtype)."""
+    v: torch.Tensor | float = 0.0 if v_reset is None else v_reset
+    reset_is_zero = v_reset is None or v_reset == 0.0
+    spikes = []
+    for x in x_seq:
+        if decay_input and reset_is_zero:
+            h = v + (x - v) / tau
+        elif decay_input:
+            h = v + (x - (v - v_reset)) / tau
+        elif reset_is_zero:
+            h = v * (1.0 - 1.0 / tau) + x
+        else:
+            h = v - (v - v_reset) / tau + x
+        spike = _fire(h, v_threshold, surrogate_alpha)
+        v = _reset(h, spike, v_threshold, v_reset, detach_reset)
+        spikes.append(spike)
+    return torch.stack(spikes)
+
+
+def if_sequence(x_seq: torch.Tensor, v_threshold: float = 1.0, v_reset: float | None = 0.0,
+                detach_reset: bool = True, surrogate_alpha: float = 4.0) -> torch.Tensor:
+    """Run an integrate-and-fire neuron (no leak) over ``x_seq`` and return the spike sequence."""
+    v: torch.Tensor | float = 0.0 if v_reset is None else v_reset
+    spikes = []
+    for x in x_seq:
+        h = v + x
+        spike = _fire(h, v_threshold, surrogate_alpha)
+        v = _reset(h, spike, v_threshold, v_reset, detach_reset)
+        spikes.append(spike)
+    return torch.stack(spikes)
+
+
+def _check_neuron_args(v_threshold: float, v_reset: float | None) -> None:
+    if not math.isfinite(v_threshold):
+        raise ValueError(f"v_threshold must be finite, got {v_threshold}")
+    if v_reset is not None and not math.isfinite(v_reset):
+        raise ValueError(f"v_reset must be finite or None (soft reset), got {v_reset}")
+
+
+class MultiStepLIF(nn.Module):
+    """Leaky integrate-and-fire neuron over a ``[T, ...]`` sequence (see the module docstring)."""
+
+    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, v_reset: float | None = 0.0,
+                 decay_input: bool = True, detach_reset: bool = True, surrogate_alpha: float = 4.0):
+        super().__init__()
+        if not tau > 1.0:
+            raise ValueError(f"tau must be > 1 (tau = 1 would forget everything each step), got {tau}")
+        _check_neuron_args(v_threshold, v_reset)
+        self.tau = float(tau)
+        self.v_threshold = float(v_threshold)
+        self.v_reset = None if v_reset is None else float(v_reset)
+        self.decay_input = bool(decay_input)
+        self.detach_reset = bool(detach_reset)
+        self.surrogate_alpha = float(surrogate_alpha)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        if x_seq.dim() < 2:
+            raise ValueError(f"MultiStepLIF expects [T, ...] input, got shape {tuple(x_seq.shape)}")
+        return lif_sequence(x_seq, self.tau, self.v_threshold, self.v_reset, self.decay_input,
+                            self.detach_reset, self.surrogate_alpha)
+
+    def extra_repr(self) -> str:
+        return (f"tau={self.tau}, v_threshold={self.v_threshold}, v_reset={self.v_reset}, "
+                f"decay_input={self.decay_input}")
+
+
+class MultiStepIF(nn.Module):
+    """Integrate-and-fire neuron (no leak) over a ``[T, ...]`` sequence."""
+
+    def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0, detach_reset: bool = True,
+                 surrogate_alpha: float = 4.0):
+        super().__init__()
+        _check_neuron_args(v_threshold, v_reset)
+        self.v_threshold = float(v_threshold)
+        self.v_reset = None if v_reset is None else float(v_reset)
+        self.detach_reset = bool(detach_reset)
+        self.surrogate_alpha = float(surrogate_alpha)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        if x_seq.dim() < 2:
+            raise ValueError(f"MultiStepIF expects [T, ...] input, got shape {tuple(x_seq.shape)}")
+        return if_sequence(x_seq, self.v_threshold, self.v_reset, self.detach_reset, self.surrogate_alpha)
+
+    def extra_repr(self) -> str:
+        return f"v_threshold={self.v_threshold}, v_reset={self.v_reset}"
+
+
+def iand(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """SEW-IAND residual ``(NOT a) AND s`` for spike tensors: ``(1 - a) * s``, still binary.
+
+    ``a`` is the block's output spikes and ``s`` the identity (shortcut) spikes, as in SEW-ResNet.
+    """
+    return (1.0 - a) * s
