@@ -23,6 +23,7 @@ import math
 
 import torch
 from torch import nn
+from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 __all__ = ["MultiStepLIF", "MultiStepIF", "iand", "lif_sequence", "if_sequence"]
 
@@ -151,5 +152,8 @@ def iand(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """SEW-IAND residual ``(NOT a) AND s`` for spike tensors: ``(1 - a) * s``, still binary.
 
     ``a`` is the block's output spikes and ``s`` the identity (shortcut) spikes, as in SEW-ResNet.
+    It dispatches through ``__torch_function__`` so that spikec's tracer records it as one op.
     """
+    if has_torch_function_variadic(a, s):
+        return handle_torch_function(iand, (a, s), a, s)
     return (1.0 - a) * s

@@ -1,0 +1,324 @@
+"""Load the user's model safely (DESIGN §2) and say clearly what is wrong when it cannot be loaded.
+
+Sources of a model, in the order the CLI checks them:
+
+* ``--model FILE.py:NAME`` or ``--model pkg.module:NAME`` (the user's own code, e.g. the official
+  Spikformer ``model.py``) with ``--model-args JSON`` and optionally ``--weights FILE``. The file is
+  imported as a proper module: registered in ``sys.modules`` under its stem, its folder on ``sys.path``,
+  because official model files register themselves with timm at import time.
+* ``--arch NAME`` (a zoo architecture) with ``--model-args`` as its config and optional ``--weights``.
+* A checkpoint file: a dict ``{arch, config, state_dict, input_shape?, timesteps?}`` built from the zoo.
+
+Checkpoints are read without executing code: first with ``torch.load(weights_only=True)``; timm-style
+training checkpoints (which also pickle an ``argparse.Namespace`` of run arguments) are read with a
+restricted unpickler that admits only tensor-rebuilding functions and plain containers. Anything else in
+the pickle (a whole pickled ``nn.Module``) would run code on load: it is refused unless the user passes
+``allow_pickle=True`` (``--allow-pickle``).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import importlib
+import importlib.util
+import json
+import os
+import pickle
+import sys
+import zipfile
+from typing import Any
+
+import torch
+from torch import nn
+
+from spikec.errors import InputError
+from spikec.frontends.torch.neurons import cupy_neurons_on_cpu
+
+__all__ = ["ModelSource", "LoadedModel", "load_model", "read_checkpoint", "parse_shape", "load_state_dict",
+           "example_input"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """What the user named: exactly one of ``checkpoint``, ``model`` (code reference) or ``arch``."""
+
+    checkpoint: str | None = None
+    model: str | None = None
+    arch: str | None = None
+    model_args: dict = dataclasses.field(default_factory=dict)
+    weights: str | None = None
+    allow_pickle: bool = False
+    input_shape: tuple[int, ...] | None = None
+    timesteps: int | None = None
+    input_layout: str = "B"
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    input_layout: str
+    name: str
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,3,32,32"`` -> ``(1, 3, 32, 32)``; every dimension a positive integer."""
+    try:
+        dims = tuple(int(p) for p in str(text).replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise InputError(f"input shape {text!r} is not a comma-separated list of integers, e.g. 1,3,32,32") from None
+    if not dims or any(d < 1 for d in dims):
+        raise InputError(f"input shape {text!r} needs positive dimensions, e.g. 1,3,32,32")
+    return dims
+
+
+# ---------------------------------------------------------------- safe checkpoint reading
+
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("argparse", "Namespace"): __import__("argparse").Namespace,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
+}
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    def __init__(self, qualified: str):
+        super().__init__(qualified)
+        self.qualified = qualified
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    """Admits only tensors, storages, dtypes, plain containers, and timm's ``argparse.Namespace``."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _SAFE_GLOBALS:
+            return _SAFE_GLOBALS[(module, name)]
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "scalar":
+            return importlib.import_module("numpy.core.multiarray").scalar
+        if module == "numpy" and name == "dtype":
+            return importlib.import_module("numpy").dtype
+        if module.startswith("numpy.dtypes") and name.endswith("DType"):
+            return getattr(importlib.import_module("numpy.dtypes"), name)
+        raise _RefusedGlobal(f"{module}.{name}")
+
+
+class _CheckpointPickleModule:
+    """The ``pickle_module`` handed to ``torch.load`` so it unpickles through the allowlist."""
+
+    Unpickler = _CheckpointUnpickler
+    __name__ = "spikec_checkpoint_pickle"
+
+    @staticmethod
+    def load(file, **kwargs):
+        return _CheckpointUnpickler(file, **kwargs).load()
+
+
+def _describe_unreadable(path: str, exc: Exception) -> InputError:
+    with contextlib.suppress(OSError):
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head.startswith(b"PK"):
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+                return InputError(f"{path} is a damaged PyTorch archive"
+                                  f"{f' (member {bad} is corrupt)' if bad else ''}: {exc}")
+            except zipfile.BadZipFile:
+                return InputError(f"{path} is a truncated or damaged PyTorch archive; save it again")
+    return InputError(f"{path} is not a PyTorch checkpoint (torch.load cannot read it: {type(exc).__name__})")
+
+
+def read_checkpoint(path: str, allow_pickle: bool = False) -> Any:
+    """Read a ``torch.save`` file without running code from it (see the module docstring)."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a directory, not a checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass
+    except Exception as exc:  # zip, EOF and format errors: the file is not a readable checkpoint
+        raise _describe_unreadable(path, exc) from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_CheckpointPickleModule)
+    except _RefusedGlobal as refused:
+        if not allow_pickle:
+            raise InputError(f"{path} pickles Python objects ({refused.qualified}); loading it would run code "
+                             "from the file. Save a checkpoint dict {arch, config, state_dict} instead, or pass "
+                             "--allow-pickle if you trust the file") from None
+    except Exception as exc:
+        raise _describe_unreadable(path, exc) from None
+    try:
+        with cupy_neurons_on_cpu():
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise InputError(f"{path} could not be unpickled even with --allow-pickle: {type(exc).__name__}: {exc}") from None
+
+
+# ---------------------------------------------------------------- state dicts
+
+
+def _state_dict_of(payload: Any, path: str) -> dict[str, torch.Tensor]:
+    if isinstance(payload, dict):
+        for key in ("state_dict", "model", "state_dict_ema"):
+            if isinstance(payload.get(key), dict):
+                payload = payload[key]
+                break
+    if not isinstance(payload, dict) or not payload or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise InputError(f"{path} holds no state_dict (expected a dict of tensors, or one under 'state_dict' or 'model')")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in payload.items()}
+
+
+def load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
+    """Load ``state`` strictly, or say which keys are missing, unexpected or of the wrong shape."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in own
+             if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            shown = ", ".join(items[:3]) + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+            problems.append(f"{len(items)} {label}: {shown}")
+    if problems:
+        raise InputError(f"{path} does not fit {type(module).__name__}: {'; '.join(problems)}")
+    module.load_state_dict(state, strict=True)
+
+
+# ---------------------------------------------------------------- user code
+
+
+def _import_reference(reference: str):
+    if ":" not in reference:
+        raise InputError(f"--model {reference!r}: expected FILE.py:NAME or package.module:NAME")
+    target, _, name = reference.rpartition(":")
+    if target.endswith(".py"):
+        if not os.path.isfile(target):
+            raise InputError(f"--model {reference}: {target}: no such file")
+        folder = os.path.dirname(os.path.abspath(target))
+        module_name = os.path.splitext(os.path.basename(target))[0]
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        existing = sys.modules.get(module_name)
+        if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == os.path.abspath(target):
+            module = existing
+        else:
+            spec = importlib.util.spec_from_file_location(module_name, os.path.abspath(target))
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                with cupy_neurons_on_cpu():
+                    spec.loader.exec_module(module)
+            except Exception as exc:
+                sys.modules.pop(module_name, None)
+                raise InputError(f"importing {target} failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        try:
+            with cupy_neurons_on_cpu():
+                module = importlib.import_module(target)
+        except ImportError as exc:
+            raise InputError(f"--model {reference}: cannot import {target}: {exc}") from None
+    if not hasattr(module, name):
+        raise InputError(f"--model {reference}: {target} defines no {name!r}")
+    return getattr(module, name)
+
+
+def _construct(factory, args: dict, what: str) -> nn.Module:
+    try:
+        with cupy_neurons_on_cpu():
+            model = factory(**args)
+    except Exception as exc:
+        raise InputError(f"building {what} with --model-args {json.dumps(args)} failed: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise InputError(f"{what} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _shape_or_error(shape, what: str) -> tuple[int, ...]:
+    if shape is None:
+        raise InputError(f"the input shape of {what} is unknown: pass --input-shape, e.g. 1,3,32,32")
+    return tuple(int(d) for d in shape)
+
+
+def _zoo_config(arch: str, config: dict, timesteps: int | None) -> dict:
+    from spikec.models import zoo_entry
+
+    config = dict(config)
+    if timesteps is not None:
+        if "T" not in zoo_entry(arch).config_defaults():
+            raise InputError(f"{arch} has no time-step option T")
+        config["T"] = int(timesteps)
+    return config
+
+
+def _load_zoo(arch: str, config: dict, source: ModelSource, state: dict | None, state_path: str,
+              input_shape=None, timesteps: int | None = None) -> LoadedModel:
+    from spikec.models import build_model, default_input_shape
+
+    config = _zoo_config(arch, config, source.timesteps if source.timesteps is not None else timesteps)
+    module = build_model(arch, config)
+    if state is not None:
+        load_state_dict(module, state, state_path)
+    shape = source.input_shape or (tuple(input_shape) if input_shape else default_input_shape(arch, config))
+    return LoadedModel(module, tuple(shape), source.input_layout, arch.replace("-", "_"))
+
+
+def load_model(source: ModelSource) -> LoadedModel:
+    """Build the model the user named, with its weights, and settle its input shape."""
+    given = [n for n in ("checkpoint", "model", "arch") if getattr(source, n)]
+    if len(given) != 1:
+        raise InputError("name one model: a checkpoint file, --model FILE.py:NAME, or --arch NAME"
+                         + (f" (got {', '.join(given)})" if given else ""))
+    if source.model:
+        factory = _import_reference(source.model)
+        if source.timesteps is not None:
+            raise InputError("--timesteps applies to zoo models; pass T to your model through --model-args")
+        module = _construct(factory, source.model_args, source.model)
+        if source.weights:
+            load_state_dict(module, _state_dict_of(read_checkpoint(source.weights, source.allow_pickle),
+                                                   source.weights), source.weights)
+        name = source.model.rpartition(":")[2]
+        return LoadedModel(module, _shape_or_error(source.input_shape, source.model), source.input_layout, name)
+    if source.arch:
+        state = None
+        if source.weights:
+            state = _state_dict_of(read_checkpoint(source.weights, source.allow_pickle), source.weights)
+        return _load_zoo(source.arch, source.model_args, source, state, source.weights or "")
+
+    path = source.checkpoint
+    if path.endswith(".pt2"):
+        raise InputError(f"{path}: torch.export programs (.pt2) are not supported yet; pass the model's code "
+                         "with --model FILE.py:NAME and its weights with --weights")
+    payload = read_checkpoint(path, source.allow_pickle)
+    if isinstance(payload, nn.Module):
+        return LoadedModel(payload, _shape_or_error(source.input_shape, path), source.input_layout,
+                           type(payload).__name__)
+    if isinstance(payload, dict) and isinstance(payload.get("arch"), str) and "state_dict" in payload:
+        config = payload.get("config") or {}
+        if not isinstance(config, dict):
+            raise InputError(f"{path}: 'config' must be a dict of the architecture's options")
+        merged = {**config, **source.model_args}
+        return _load_zoo(payload["arch"], merged, source, _state_dict_of(payload, path), path,
+                         payload.get("input_shape"), payload.get("timesteps"))
+    if isinstance(payload, dict):
+        raise InputError(f"{path} is a state_dict without an 'arch': pass the model's code with "
+                         "--model FILE.py:NAME (and this file with --weights), or --arch NAME --weights FILE")
+    raise InputError(f"{path} holds a {type(payload).__name__}, not a checkpoint dict or module")
+
+
+def example_input(loaded: LoadedModel, seed: int = 0) -> torch.Tensor:
+    """A deterministic random input of the model's input shape."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(loaded.input_shape, generator=generator)

@@ -1,0 +1,137 @@
+"""The neuron registry: which stateful PyTorch modules the frontend understands, and as which IR op.
+
+Each entry maps a module class to a function returning ``(op, attrs)`` for the IR (``lif`` or ``if``),
+or raising :class:`InputError` when the instance uses a mode spikec cannot express. The tracer does not
+run a recognised neuron's own ``forward``; it records one IR op and computes the spikes with
+:mod:`spikec.nn`, whose arithmetic equals spikingjelly's.
+
+spikingjelly is optional: its classes are registered only when it imports. Models whose spikingjelly
+neurons were built with ``backend='cupy'`` (every official Spikformer/Spikingformer model) cannot be
+constructed without CuPy; :func:`cupy_neurons_on_cpu` lets them be built on a CPU-only machine by
+constructing them with the ``torch`` backend, which spikec never runs anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any, Callable
+
+from torch import nn
+
+import spikec.nn as snn
+from spikec.errors import InputError
+
+__all__ = ["neuron_op", "is_neuron", "looks_stateful", "cupy_neurons_on_cpu", "NEURON_CLASSES"]
+
+Converter = Callable[[nn.Module], tuple[str, dict[str, Any]]]
+
+
+def _float(value: Any) -> float:
+    return float(value.item() if hasattr(value, "item") else value)
+
+
+def _reset(module: nn.Module) -> float | None:
+    return None if module.v_reset is None else _float(module.v_reset)
+
+
+def _spikec_lif(m: snn.MultiStepLIF):
+    return "lif", {"tau": m.tau, "v_threshold": m.v_threshold, "v_reset": m.v_reset, "decay_input": m.decay_input}
+
+
+def _spikec_if(m: snn.MultiStepIF):
+    return "if", {"v_threshold": m.v_threshold, "v_reset": m.v_reset}
+
+
+def _require_multistep(m: nn.Module) -> None:
+    step_mode = getattr(m, "step_mode", "m")
+    if step_mode != "m":
+        raise InputError(f"{type(m).__name__} is in single-step mode (step_mode='{step_mode}'); spikec traces "
+                         "multi-step models: build it with step_mode='m'")
+
+
+def _sj_lif(m):
+    _require_multistep(m)
+    return "lif", {"tau": _float(m.tau), "v_threshold": _float(m.v_threshold), "v_reset": _reset(m),
+                   "decay_input": bool(m.decay_input)}
+
+
+def _sj_if(m):
+    _require_multistep(m)
+    return "if", {"v_threshold": _float(m.v_threshold), "v_reset": _reset(m)}
+
+
+NEURON_CLASSES: dict[type, Converter] = {snn.MultiStepLIF: _spikec_lif, snn.MultiStepIF: _spikec_if}
+
+
+@functools.lru_cache(maxsize=1)
+def _spikingjelly_modules():
+    """(clock_driven.neuron, activation_based.neuron, memory base classes), each None when absent."""
+    import logging
+
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
+    found = {"clock": None, "activation": None, "bases": ()}
+    bases = []
+    with contextlib.suppress(ImportError):
+        with contextlib.redirect_stdout(None):
+            from spikingjelly.clock_driven import base as clock_base, neuron as clock_neuron
+        found["clock"] = clock_neuron
+        bases.append(clock_base.MemoryModule)
+        NEURON_CLASSES[clock_neuron.MultiStepLIFNode] = _sj_lif
+        NEURON_CLASSES[clock_neuron.MultiStepIFNode] = _sj_if
+    with contextlib.suppress(ImportError):
+        with contextlib.redirect_stdout(None):
+            from spikingjelly.activation_based import base as act_base, neuron as act_neuron
+        found["activation"] = act_neuron
+        bases.append(act_base.MemoryModule)
+        NEURON_CLASSES[act_neuron.LIFNode] = _sj_lif
+        NEURON_CLASSES[act_neuron.IFNode] = _sj_if
+    found["bases"] = tuple(bases)
+    return found
+
+
+def is_neuron(module: nn.Module) -> bool:
+    _spikingjelly_modules()
+    return type(module) in NEURON_CLASSES
+
+
+def neuron_op(module: nn.Module) -> tuple[str, dict[str, Any]]:
+    _spikingjelly_modules()
+    return NEURON_CLASSES[type(module)](module)
+
+
+def looks_stateful(module: nn.Module) -> bool:
+    """A module the tracer must not trace through: spikingjelly memory modules and other neurons."""
+    bases = _spikingjelly_modules()["bases"]
+    if bases and isinstance(module, bases):
+        return True
+    name = type(module).__name__
+    return name.endswith(("LIF", "LIFNode", "IFNode", "Neuron", "NeuronNode")) or "Neuron" in name
+
+
+@contextlib.contextmanager
+def cupy_neurons_on_cpu():
+    """While active, spikingjelly ``clock_driven`` neurons built with ``backend='cupy'`` are built with
+    ``backend='torch'`` instead (the constructor refuses 'cupy' without CuPy). spikec computes neurons
+    itself, so the backend never runs; the package itself is not changed."""
+    clock = _spikingjelly_modules()["clock"]
+    if clock is None:
+        yield
+        return
+    originals = {cls: cls.__init__ for cls in (clock.MultiStepLIFNode, clock.MultiStepIFNode)}
+
+    def cpu_init(original):
+        @functools.wraps(original)
+        def init(self, *args, **kwargs):
+            if kwargs.get("backend") == "cupy":
+                kwargs["backend"] = "torch"
+            original(self, *args, **kwargs)
+        return init
+
+    try:
+        for cls, original in originals.items():
+            cls.__init__ = cpu_init(original)
+        yield
+    finally:
+        for cls, original in originals.items():
+            cls.__init__ = original
