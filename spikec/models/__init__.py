@@ -1,0 +1,90 @@
+"""The model zoo: spiking transformers whose module names and state_dict keys match the official code.
+
+Each architecture is registered under a name (``spikformer-cifar``, ``spikingformer-imagenet``, ...) with a
+builder that takes keyword configuration (depth, embed_dim, num_heads, mlp_ratio, T, img_size,
+in_channels, num_classes, ...) and a rule that gives the input shape its ``forward`` takes. A checkpoint
+dict names its ``arch`` and ``config``; :func:`build_model` turns those back into a module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Callable
+
+from torch import nn
+
+from spikec.errors import InputError
+
+__all__ = ["ZooEntry", "register", "build_model", "zoo_names", "zoo_entry", "default_input_shape"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooEntry:
+    """One architecture: how to build it and what input its ``forward`` takes."""
+
+    name: str
+    family: str
+    builder: Callable[..., nn.Module]
+    input_shape: Callable[[dict], tuple[int, ...]]
+    summary: str
+
+    def config_defaults(self) -> dict:
+        params = inspect.signature(self.builder).parameters
+        return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+_ZOO: dict[str, ZooEntry] = {}
+
+
+def register(name: str, family: str, input_shape: Callable[[dict], tuple[int, ...]], summary: str):
+    """Decorator registering a builder ``f(**config) -> nn.Module`` under ``name``."""
+
+    def wrap(builder):
+        if name in _ZOO:
+            raise ValueError(f"zoo architecture {name!r} registered twice")
+        _ZOO[name] = ZooEntry(name, family, builder, input_shape, summary)
+        return builder
+
+    return wrap
+
+
+def _load_families() -> None:
+    from spikec.models import spikformer, spikingformer, sdt, spikformer_v2  # noqa: F401  (registers)
+
+
+def zoo_names() -> list[str]:
+    _load_families()
+    return sorted(_ZOO)
+
+
+def zoo_entry(name: str) -> ZooEntry:
+    _load_families()
+    if name not in _ZOO:
+        raise InputError(f"unknown zoo architecture {name!r}; known: {', '.join(sorted(_ZOO))}")
+    return _ZOO[name]
+
+
+def _full_config(entry: ZooEntry, config: dict) -> dict:
+    defaults = entry.config_defaults()
+    unknown = sorted(set(config) - set(defaults))
+    if unknown:
+        raise InputError(f"{entry.name} has no option(s) {', '.join(unknown)}; "
+                         f"options: {', '.join(sorted(defaults))}")
+    return {**defaults, **config}
+
+
+def build_model(name: str, config: dict | None = None) -> nn.Module:
+    """Build zoo architecture ``name`` with ``config`` overriding its defaults (unknown keys are an error)."""
+    entry = zoo_entry(name)
+    full = _full_config(entry, dict(config or {}))
+    try:
+        return entry.builder(**full)
+    except (ValueError, TypeError, AssertionError) as exc:
+        raise InputError(f"cannot build {name} with config {full}: {exc}") from exc
+
+
+def default_input_shape(name: str, config: dict | None = None, batch: int = 1) -> tuple[int, ...]:
+    """The input shape ``forward`` takes for ``name`` built with ``config``, batch first (or [B, T, ...])."""
+    entry = zoo_entry(name)
+    return (batch, *entry.input_shape(_full_config(entry, dict(config or {}))))
