@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 from typing import Any, Callable
 
 from torch import nn
@@ -64,24 +65,27 @@ def _sj_if(m):
 NEURON_CLASSES: dict[type, Converter] = {snn.MultiStepLIF: _spikec_lif, snn.MultiStepIF: _spikec_if}
 
 
+@contextlib.contextmanager
+def _quiet():
+    """spikingjelly prints CUDA and Prophesee notices at import; they are noise on a CPU machine."""
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        yield
+
+
 @functools.lru_cache(maxsize=1)
 def _spikingjelly_modules():
     """(clock_driven.neuron, activation_based.neuron, memory base classes), each None when absent."""
-    import logging
-
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
     found = {"clock": None, "activation": None, "bases": ()}
     bases = []
-    with contextlib.suppress(ImportError):
-        with contextlib.redirect_stdout(None):
-            from spikingjelly.clock_driven import base as clock_base, neuron as clock_neuron
+    with contextlib.suppress(ImportError), _quiet():
+        from spikingjelly.clock_driven import base as clock_base, neuron as clock_neuron
         found["clock"] = clock_neuron
         bases.append(clock_base.MemoryModule)
         NEURON_CLASSES[clock_neuron.MultiStepLIFNode] = _sj_lif
         NEURON_CLASSES[clock_neuron.MultiStepIFNode] = _sj_if
-    with contextlib.suppress(ImportError):
-        with contextlib.redirect_stdout(None):
-            from spikingjelly.activation_based import base as act_base, neuron as act_neuron
+    with contextlib.suppress(ImportError), _quiet():
+        from spikingjelly.activation_based import base as act_base, neuron as act_neuron
         found["activation"] = act_neuron
         bases.append(act_base.MemoryModule)
         NEURON_CLASSES[act_neuron.LIFNode] = _sj_lif
@@ -101,12 +105,15 @@ def neuron_op(module: nn.Module) -> tuple[str, dict[str, Any]]:
 
 
 def looks_stateful(module: nn.Module) -> bool:
-    """A module the tracer must not trace through: spikingjelly memory modules and other neurons."""
+    """A module the tracer must not trace through: spikingjelly memory modules, and leaf modules named
+    like neurons (a container that merely has such a name is traced into)."""
     bases = _spikingjelly_modules()["bases"]
     if bases and isinstance(module, bases):
         return True
+    if any(True for _ in module.children()):
+        return False
     name = type(module).__name__
-    return name.endswith(("LIF", "LIFNode", "IFNode", "Neuron", "NeuronNode")) or "Neuron" in name
+    return name.endswith(("LIF", "IF", "Node")) or "Neuron" in name
 
 
 @contextlib.contextmanager

@@ -89,8 +89,9 @@ def _display_path(path: str) -> str:
     return os.path.relpath(path, best) if best else path
 
 
-def _user_frame() -> tuple[str, int] | None:
-    for frame in reversed(traceback.extract_stack()):
+def _user_frame(frames=None) -> tuple[str, int] | None:
+    """The innermost frame of the user's code (``frames`` defaults to the current stack)."""
+    for frame in reversed(frames if frames is not None else traceback.extract_stack()):
         if frame.filename.startswith("<"):
             continue
         filename = os.path.abspath(frame.filename)
@@ -222,16 +223,15 @@ class _Tracer(TorchFunctionMode):
         sources = [s for s in sources if s is not None]
         if not sources:
             return out
-        if any(s.value is None for s in sources):
-            self.poison(out)
-            return out
-        name = getattr(func, "__name__", repr(func))
-        handler = _HANDLERS.get(name)
+        handler = _HANDLERS.get(getattr(func, "__name__", ""))
+        if not _tensors(out):
+            return out  # shape queries: dim(), size(), __len__ ...
         if handler is None:
-            if not _tensors(out):
-                return out  # shape queries, dim(), size(), __len__ ...
             self.error(f"unsupported op {_func_name(func)} on a traced tensor")
             self.poison(out)
+            return out
+        if any(s.value is None for s in sources):
+            self.poison(out)  # downstream of a reported problem: nothing new to say
             return out
         try:
             result = handler(self, func, args, kwargs, out)
@@ -248,8 +248,10 @@ class _Tracer(TorchFunctionMode):
 def _func_name(func) -> str:
     qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
     module = getattr(func, "__module__", None) or ""
-    if qual.startswith("_TensorBase.") or qual.startswith("TensorBase."):
+    if qual.startswith(("_TensorBase.", "TensorBase.")):
         qual = "Tensor." + qual.split(".", 1)[1]
+    if qual.startswith("_VariableFunctionsClass."):
+        qual = qual.split(".", 1)[1]
     if module.startswith("torch._C") or not module:
         module = "torch"
     return qual if qual.startswith("Tensor.") else f"{module}.{qual}"
@@ -664,6 +666,8 @@ def trace_module(model: nn.Module, example_input: torch.Tensor, input_layout: st
 
     patched: list[nn.Module] = []
     for module in model.modules():
+        if module is model:
+            continue
         if is_neuron(module):
             module.forward = tracer.neuron_forward(module, module.forward)
             patched.append(module)
@@ -680,9 +684,10 @@ def trace_module(model: nn.Module, example_input: torch.Tensor, input_layout: st
     except InputError:
         raise
     except Exception as exc:  # the user's model failed to run on the example input
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        frame = _user_frame(traceback.extract_tb(exc.__traceback__))
+        where = f" ({frame[0]}:{frame[1]})" if frame else ""
         raise InputError(f"the model failed on an input of shape {list(shape)}: "
-                         f"{type(exc).__name__}: {exc} ({_display_path(frame.filename)}:{frame.lineno})") from exc
+                         f"{type(exc).__name__}: {exc}{where}") from exc
     finally:
         for hook in hooks:
             hook.remove()
