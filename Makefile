@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/spikec inspect --model-zoo spikingformer-cifar --model-args '{"depth": 1, "embed_dim": 64, "num_heads": 4, "img_size": 16, "T": 2}' --input-shape 1,3,16,16
+	$(VENV)/bin/spikec zoo
+	$(VENV)/bin/spikec inspect --arch spikingformer-cifar --model-args '{"depth": 2, "embed_dim": 64, "num_heads": 4}' -T 4
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
