@@ -434,3 +434,83 @@ def _transpose(types, attrs):
     _need(sorted(perm) == list(range(x.rank)), f"perm {list(perm)} is not a permutation of {x.rank} axes")
     _need(perm[0] == 0 and perm[1] == 1, f"perm {list(perm)} must keep the time and batch axes first")
     return [x.with_shape(tuple(x.shape[p] for p in perm))]
+
+
+# ---------------------------------------------------------------- integer ops (after quantization)
+#
+# Integer values are i32 (messages, membrane inputs, spike counts; spikes are 0/1) or i64 (the host
+# readout). The exact arithmetic of every integer op is written once, in spikec.backends.intsim, after
+# Lava's bit-accurate models (reference/lava-semantics.md).
+
+
+def _integer_input(x: TensorType, op: str) -> None:
+    _need(x.dtype in ("i32", "i64"), f"{op} takes an integer value, got {x}")
+
+
+@_register("quantize", 1, {"exp": "int", "lo": "int", "hi": "int"})
+def _quantize(types, attrs):
+    """Analog input to integers (graded spikes): ``y = clip(floor(x * 2**exp + 0.5), lo, hi)`` as i32."""
+    (x,) = types
+    _need(x.dtype in ("f32", "f64"), f"quantize takes a float value, got {x}")
+    _need(attrs["lo"] <= attrs["hi"], f"empty range [{attrs['lo']}, {attrs['hi']}]")
+    return [TensorType(x.shape, "i32")]
+
+
+@_register("qconv2d", 1, {"weight": "tensor", "bias": "tensor?", "stride": "ints", "padding": "ints",
+                          "dilation": "ints", "groups": "int"})
+def _qconv2d(types, attrs):
+    """Integer 2-D convolution with Lava Conv semantics: ``y = wrap24(conv(x, weight)) + bias`` per time step,
+    weights already Lava's integers (Lava's Conv has no weight exponent); ``bias`` (i32 per output
+    channel, in message units) is added every step and reaches the neurons through their bias."""
+    (x,) = types
+    _integer_input(x, "qconv2d")
+    _need(attrs["weight"].dtype.kind == "i", "qconv2d weights must be integers")
+    (out,) = _conv([x.with_shape(x.shape)], attrs, 2)
+    return [TensorType(out.shape, "i32")]
+
+
+@_register("qdense", 1, {"weight": "tensor", "bias": "tensor?", "weight_exp": "int", "axis": "int",
+                         "graded": "bool", "host": "bool"})
+def _qdense(types, attrs):
+    """Integer dense synapses along ``axis`` (the last axis for a linear, the channel axis for a 1x1 conv),
+    ``weight [out, in]`` integers. On chip (``host`` false) it is Lava's Dense: binary input sums weight
+    columns in int64, graded input is an int32 dot (wrapping); the sum is shifted by ``weight_exp`` (floor)
+    and cast to int32; then ``bias`` (message units) is added. On the host (the readout classifier) the same
+    in int64 without wrapping, giving i64."""
+    (x,) = types
+    _integer_input(x, "qdense")
+    w, axis = attrs["weight"], attrs["axis"]
+    _need(w.ndim == 2 and w.dtype.kind == "i", f"weight must be an integer [out, in] matrix, got {w.dtype}{list(w.shape)}")
+    _sample_axis(x, axis, "axis")
+    _need(w.shape[1] == x.shape[axis], f"weight expects {w.shape[1]} inputs, got {x.shape[axis]}")
+    _check_bias(attrs, w.shape[0])
+    shape = list(x.shape)
+    shape[axis] = w.shape[0]
+    return [TensorType(tuple(shape), "i64" if attrs["host"] else "i32")]
+
+
+@_register("qlif", 1, {"du": "int", "dv": "int", "vth": "int"})
+def _qlif(types, attrs):
+    """Lava's LIF (``PyLifModelBitAcc``) on the i32 input ``a`` (the sum of its synapses' messages), per step::
+
+        u = sign(u*(4096-(du+1))) * (|u*(4096-(du+1))| >> 12) + (a << 6), wrapped to 24 bits
+        v = sign(v*(4096-dv)) * (|v*(4096-dv)| >> 12) + u, saturated to +-(2**23-1)
+        s = v > (vth << 6);  v = 0 where s
+
+    Output: the spikes s (0/1, i32)."""
+    (x,) = types
+    _need(x.dtype == "i32", f"qlif takes i32 input, got {x}")
+    _need(-1 <= attrs["du"] <= 4095 and 0 <= attrs["dv"] <= 4095, "du must be in -1..4095 and dv in 0..4095")
+    _need(0 <= attrs["vth"] < 2 ** 17, f"vth must be in 0..2**17-1 (vth << 6 is 24-bit), got {attrs['vth']}")
+    return [x]
+
+
+@_register("qgain", 1, {"factor": "int"})
+def _qgain(types, attrs):
+    """Multiply an integer value by an integer constant, ``y = x * factor`` in int32: the gain quantization
+    puts on integer counts (e.g. spike-matmul outputs) before a neuron, so that its threshold lands
+    between reachable membrane values."""
+    (x,) = types
+    _integer_input(x, "qgain")
+    _need(attrs["factor"] >= 1, f"factor must be a positive integer, got {attrs['factor']}")
+    return [x]

@@ -1,0 +1,347 @@
+"""quantize: turn a folded float graph into an integer graph with Lava's fixed-point semantics.
+
+Inputs: a float graph after fold-batchnorm, fold-scales and canonicalize (no batchnorm or scale left).
+Output: a new graph of integer ops (:mod:`spikec.ir.ops` ``quantize``, ``qconv2d``, ``qdense``,
+``qgain``, ``qlif``, plus the structural ops on i32 values) and a :class:`QuantizationReport`.
+
+**Scales.** Every value gets a scale (:mod:`spikec.passes.scale_classes`): ``x_int ≈ scale * x``. Each free
+class scale is a power of two ``m = 2**k``, chosen as large as these limits allow:
+
+* a neuron reading the class: its threshold mantissa (below) at most ``2**vth_bits`` (precision with
+  headroom: Lava's ``v`` is 24-bit and ``vth << 6`` must fit);
+* a spatial conv writing to the class: Lava's Conv has no weight exponent, so its integer weights
+  ``scale_out / scale_in * W`` must fit 8 bits (``[-256, 254]``);
+* the host readout: 16-bit weights.
+
+Then range analysis (:mod:`spikec.passes.range_analysis`) checks every message and state; where one can
+overflow, the class (or gain) responsible is halved and the graph rebuilt, until none can.
+
+**Synapses.** A conv/linear ``y = W x + b`` with input scale ``s_in`` and output scale ``s`` needs integer
+weights ``≈ (s / s_in) W``. A dense group (linear, 1x1 conv) uses Lava's Dense format: 8-bit even mantissas
+``W_int`` in ``[-256, 254]`` and a shared exponent ``e`` (``e = ceil(log2(max|t| / 254))`` for the target
+``t = (s / s_in) W``), messages ``(W_int x) * 2**e`` (floor shift). A spatial conv uses ``W_int =`` the
+target rounded to even, no exponent. The bias becomes ``round(s * b)`` messages added every step.
+
+**Neurons.** spikingjelly's LIF ``H = V (1 - 1/τ) + X/τ`` (decay_input) maps to Lava's
+``v = v (1 - dv/4096) + (a << 6)`` with ``du = 4095`` (no current memory), ``dv = round(4096/τ)`` and
+``v = c H`` for ``c = 64 s_in τ`` (``c = 64 s_in`` without decay_input or for IF, where ``dv = 0``). The
+float neuron fires when ``H >= θ``, i.e. ``v >= c θ``; Lava fires when ``v > vth << 6``. spikec sets
+``vth = ceil(c θ / 64) - 1``, the largest mantissa strictly below ``c θ / 64``, so Lava fires for
+``v >= 64 vth + 1``: the two agree unless a reachable ``v`` lies in the ``< 64``-wide gap below ``c θ``.
+Neurons fed by exact integer counts (spike matmuls) get a power-of-two gain (``qgain``) that makes ``c θ``
+large enough for that gap to hold no reachable value. The reset must be hard, to 0 (Lava's).
+
+**Readout.** A weight op whose output reaches the model output without passing a neuron is the host
+classifier: 16-bit weights, int64. Means become sums (the scale absorbs ``1/n``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from spikec.errors import PassError
+from spikec.ir import Graph, Node, Value
+from spikec.passes.scale_classes import ONE, Scale, ScaleClasses, solve_scale_classes
+
+__all__ = ["QuantizeOptions", "QuantizationReport", "LayerQuantization", "NeuronQuantization", "quantize_graph"]
+
+_MAX_ITERATIONS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeOptions:
+    input_exp: int = 8          # the image is quantized as round(x * 2**input_exp)
+    input_bits: int = 16        # ... and clipped to this many signed bits
+    vth_bits: int = 12          # threshold mantissas aim at 2**vth_bits
+    allow_saturation: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerQuantization:
+    module: str
+    op: str
+    kind: str                   # "dense", "conv" or "host"
+    scale_in: float
+    scale_out: float
+    weight_exp: int
+    max_weight: int
+    relative_error: float       # ||W_int 2^e / (s/s_in) - W|| / ||W||
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuronQuantization:
+    module: str
+    scale_in: float
+    gain: int
+    du: int
+    dv: int
+    vth: int
+    threshold_exact: float      # c θ / 64, of which vth is the largest integer below
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizationReport:
+    input_exp: int
+    layers: list[LayerQuantization]
+    neurons: list[NeuronQuantization]
+    output_scales: list[float]  # float output ≈ integer output / scale
+    iterations: int
+
+
+# ---------------------------------------------------------------- float-graph facts
+
+
+def _binary(value: Value) -> bool:
+    """Whether every element of ``value`` is 0 or 1 (spikes and what keeps them spikes)."""
+    node = value.producer
+    if node.op in ("lif", "if"):
+        return True
+    if node.op in ("transpose", "reshape", "maxpool", "repeat_time", "to_time_major"):
+        return _binary(node.inputs[0])
+    if node.op in ("mul", "and_not"):
+        return all(_binary(v) for v in node.inputs)
+    return False
+
+
+def _feeds_output_directly(node: Node) -> bool:
+    """Whether the output is reachable from ``node`` without passing a neuron or another weight op: then
+    ``node`` is the last weight op before the output, the readout classifier."""
+    stack, seen = [node], set()
+    while stack:
+        current = stack.pop()
+        for user in current.outputs[0].users() if current.outputs else []:
+            if user.op == "output":
+                return True
+            if user.op not in ("lif", "if", "conv2d", "conv1d", "linear") and id(user) not in seen:
+                seen.add(id(user))
+                stack.append(user)
+    return False
+
+
+def _is_pointwise_conv(node: Node) -> bool:
+    a = node.attrs
+    kernel = a["weight"].shape[2:]
+    return (all(k == 1 for k in kernel) and all(s == 1 for s in a["stride"]) and all(p == 0 for p in a["padding"])
+            and a["groups"] == 1)
+
+
+def _synapse_kind(node: Node) -> str:
+    if _feeds_output_directly(node):
+        return "host"
+    if node.op == "linear" or _is_pointwise_conv(node):
+        return "dense"
+    if node.op == "conv1d":
+        raise PassError(f"quantize: {node.describe()}: a conv1d with kernel {node.attrs['weight'].shape[2]} has no "
+                        "Lava synapse; only 1x1 (token-wise) conv1d is supported")
+    return "conv"
+
+
+# ---------------------------------------------------------------- choosing the scales
+
+
+@dataclasses.dataclass
+class _Plan:
+    """The exponent of every free class root and the gain exponent of every integer-fed neuron."""
+
+    root_exp: dict[str, int]
+    gain_exp: dict[int, int]
+
+
+def _numeric(scale: Scale, plan: _Plan) -> Fraction:
+    return scale.ratio * (Fraction(2) ** plan.root_exp[scale.root] if scale.root != ONE else 1)
+
+
+def _threshold_factor(node: Node) -> float:
+    """``c θ / (64 s_in)``: τθ with decay_input, else θ."""
+    a = node.attrs
+    if node.op == "lif" and a["decay_input"]:
+        return a["tau"] * a["v_threshold"]
+    return a["v_threshold"]
+
+
+def _initial_plan(graph: Graph, classes: ScaleClasses, options: QuantizeOptions) -> _Plan:
+    limits: dict[str, list[float]] = {}
+    gains: dict[int, int] = {}
+    target = 2.0 ** options.vth_bits
+    for node in graph.nodes:
+        if node.op in ("lif", "if"):
+            s = classes.scale(node.inputs[0])
+            factor = _threshold_factor(node)
+            if factor <= 0:
+                raise PassError(f"quantize: {node.describe()} has a non-positive threshold {node.attrs['v_threshold']}")
+            if s.fixed:
+                gains[id(node)] = max(0, math.floor(math.log2(target / (float(s.ratio) * factor))))
+            else:
+                limits.setdefault(s.root, []).append(math.log2(target / (float(s.ratio) * factor)))
+        elif node.op in ("conv2d", "conv1d", "linear"):
+            kind = _synapse_kind(node)
+            if kind == "host":
+                continue  # its scale follows its input's, once that is chosen (_Builder._host_scale)
+            out, inp = classes.scale(node.output), classes.scale(node.inputs[0])
+            if not inp.fixed:
+                raise PassError(f"quantize: {node.describe()} reads the analog output of another weight op; "
+                                "fold or re-parameterize the pair first")
+            peak = float(np.abs(node.attrs["weight"]).max(initial=0.0))
+            if kind == "conv" and peak > 0:
+                limits.setdefault(out.root, []).append(math.log2(254.0 * float(inp.ratio) / (float(out.ratio) * peak)))
+    root_exp = {root: math.floor(min(values)) for root, values in limits.items()}
+    for root in classes.parent:
+        top = classes.find(root)[1]
+        root_exp.setdefault(top, 0)
+    return _Plan(root_exp, gains)
+
+
+# ---------------------------------------------------------------- weights
+
+
+def _even_round(x: np.ndarray) -> np.ndarray:
+    return 2 * np.round(x / 2)
+
+
+def _quantize_weights(weight: np.ndarray, ratio: float, kind: str) -> tuple[np.ndarray, int]:
+    """Integer weights and exponent for ``ratio * weight`` (see the module docstring)."""
+    target = weight.astype(np.float64) * ratio
+    peak = float(np.abs(target).max(initial=0.0))
+    if kind == "conv":
+        return np.clip(_even_round(target), -256, 254).astype(np.int32), 0
+    if kind == "host":
+        exp = 0 if peak <= 32767 else math.ceil(math.log2(peak / 32767))
+        return np.clip(np.round(target / 2.0 ** exp), -32767, 32767).astype(np.int32), exp
+    exp = 0 if peak == 0 else math.ceil(math.log2(peak / 254))
+    return np.clip(_even_round(target / 2.0 ** exp), -256, 254).astype(np.int32), exp
+
+
+# ---------------------------------------------------------------- building the integer graph
+
+
+class _Builder:
+    def __init__(self, graph: Graph, classes: ScaleClasses, plan: _Plan, options: QuantizeOptions):
+        self.src, self.classes, self.plan, self.options = graph, classes, plan, options
+        self.out = Graph(graph.name)
+        self.env: dict[int, Value] = {}
+        self.knob_of: dict[int, tuple[str, object]] = {}  # integer node -> ("root", name) | ("gain", id)
+        self.layers: list[LayerQuantization] = []
+        self.neurons: list[NeuronQuantization] = []
+
+    def value(self, v: Value) -> Value:
+        return self.env[id(v)]
+
+    def scale(self, v: Value) -> float:
+        return float(_numeric(self.classes.scale(v), self.plan))
+
+    def emit(self, op: str, inputs, attrs, src: Node, knob=None) -> Value:
+        node = self.out.create_node(op, inputs, attrs, src.locs)
+        if knob is not None:
+            self.knob_of[id(node)] = knob
+        return node.output
+
+    def build(self) -> Graph:
+        for node in self.src.nodes:
+            handler = getattr(self, f"_{node.op}", None)
+            result = handler(node) if handler else self._structural(node)
+            if result is not None:
+                self.env[id(node.output)] = result
+        return self.out
+
+    def _input(self, node: Node) -> Value:
+        raw = self.out.create_node("input", [], dict(node.attrs), output_types=[node.output.type]).output
+        half = 2 ** (self.options.input_bits - 1)
+        attrs = {"exp": self.options.input_exp, "lo": -half, "hi": half - 1}
+        return self.emit("quantize", [raw], attrs, node)
+
+    def _output(self, node: Node) -> None:
+        self.out.create_node("output", [self.value(v) for v in node.inputs], dict(node.attrs), node.locs)
+
+    def _mean(self, node: Node) -> Value:
+        return self.emit("sum", [self.value(node.inputs[0])], dict(node.attrs), node)
+
+    def _structural(self, node: Node) -> Value:
+        return self.emit(node.op, [self.value(v) for v in node.inputs], dict(node.attrs), node)
+
+    def _host_scale(self, node: Node, s_in: float) -> None:
+        """The readout's output scale: the largest power of two keeping its weights within 16 bits."""
+        out = self.classes.scale(node.output)
+        peak = float(np.abs(node.attrs["weight"]).max(initial=0.0))
+        exp = 0 if peak == 0 else math.floor(math.log2(32767 * s_in / (float(out.ratio) * peak)))
+        self.plan.root_exp[out.root] = exp
+
+    def _weight_op(self, node: Node) -> Value:
+        kind = _synapse_kind(node)
+        if kind == "host":
+            self._host_scale(node, self.scale(node.inputs[0]))
+        s_in, s_out = self.scale(node.inputs[0]), self.scale(node.output)
+        weight = node.attrs["weight"]
+        w_int, exp = _quantize_weights(weight, s_out / s_in, kind)
+        approx = w_int.astype(np.float64) * 2.0 ** exp * s_in / s_out
+        error = float(np.linalg.norm(approx - weight) / max(np.linalg.norm(weight), 1e-30))
+        self.layers.append(LayerQuantization(node.module, node.op, kind, s_in, s_out, exp,
+                                             int(np.abs(w_int).max(initial=0)), error))
+        bias = None if node.attrs["bias"] is None else np.round(node.attrs["bias"].astype(np.float64) * s_out)
+        bias = None if bias is None else bias.astype(np.int32)
+        knob = ("root", self.classes.scale(node.output).root)
+        x = self.value(node.inputs[0])
+        if kind == "conv":
+            attrs = {k: node.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+            return self.emit("qconv2d", [x], {"weight": w_int, "bias": bias, **attrs}, node, knob)
+        axis = node.inputs[0].type.rank - 1 if node.op == "linear" else 2
+        attrs = {"weight": w_int.reshape(w_int.shape[0], -1), "bias": bias, "weight_exp": exp, "axis": axis,
+                 "graded": not _binary(node.inputs[0]), "host": kind == "host"}
+        return self.emit("qdense", [x], attrs, node, knob)
+
+    _conv2d = _conv1d = _linear = _weight_op
+
+    def _neuron(self, node: Node) -> Value:
+        a = node.attrs
+        if a["v_reset"] != 0.0:
+            reset = "soft (v_reset=None)" if a["v_reset"] is None else f"to {a['v_reset']}"
+            raise PassError(f"quantize: {node.describe()} resets {reset}; Lava's LIF resets to 0 (hard reset)")
+        scale_in = self.classes.scale(node.inputs[0])
+        x = self.value(node.inputs[0])
+        gain_exp = self.plan.gain_exp.get(id(node), 0)
+        knob = ("gain", id(node)) if scale_in.fixed else ("root", scale_in.root)
+        if gain_exp > 0:
+            x = self.emit("qgain", [x], {"factor": 2 ** gain_exp}, node, knob)
+        s_in = self.scale(node.inputs[0]) * 2 ** gain_exp
+        exact = s_in * _threshold_factor(node)
+        vth = math.ceil(exact) - 1
+        if vth < 0:
+            raise PassError(f"quantize: {node.describe()}: the threshold {a['v_threshold']} is below one integer step")
+        dv = round(4096 / a["tau"]) if node.op == "lif" else 0
+        self.neurons.append(NeuronQuantization(node.module, s_in, 2 ** gain_exp, 4095, dv, vth, exact))
+        return self.emit("qlif", [x], {"du": 4095, "dv": dv, "vth": vth}, node, knob)
+
+    _lif = _if = _neuron
+
+
+def quantize_graph(graph: Graph, options: QuantizeOptions = QuantizeOptions()):
+    """Quantize a folded float graph; returns ``(integer_graph, QuantizationReport, RangeReport)``."""
+    from spikec.passes.range_analysis import analyze_ranges
+
+    classes = solve_scale_classes(graph, options.input_exp)
+    plan = _initial_plan(graph, classes, options)
+    for iteration in range(1, _MAX_ITERATIONS + 1):
+        builder = _Builder(graph, classes, plan, options)
+        integer = builder.build()
+        ranges = analyze_ranges(integer)
+        problems = [p for p in ranges.problems if not (options.allow_saturation and p.saturation)]
+        if not problems:
+            outputs = [builder.scale(v) for v in graph.output_node.inputs]
+            report = QuantizationReport(options.input_exp, builder.layers, builder.neurons, outputs, iteration)
+            return integer, report, ranges
+        for knob in {builder.knob_of.get(id(p.node)) for p in problems}:
+            if knob is None:
+                continue
+            kind, key = knob
+            if kind == "root":
+                plan.root_exp[key] -= 1
+            elif plan.gain_exp.get(key, 0) > 0:
+                plan.gain_exp[key] -= 1
+        if all(builder.knob_of.get(id(p.node)) is None for p in problems):
+            break
+    first = problems[0]
+    raise PassError(f"quantize: {first.node.describe()}: {first.message}; no choice of scales avoids it "
+                    "(pass --allow-saturation to accept saturating neurons)")
