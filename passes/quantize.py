@@ -22,6 +22,10 @@ weights ``≈ (s / s_in) W``. A dense group (linear, 1x1 conv) uses Lava's Dense
 ``t = (s / s_in) W``), messages ``(W_int x) * 2**e`` (floor shift). A spatial conv uses ``W_int =`` the
 target rounded to even, no exponent. The bias becomes ``round(s * b)`` messages added every step.
 
+**Input.** The model input is assumed to lie in ``input_range`` (default [0, 1], normalised images) and is
+clipped there: ``x_int = clip(floor(x * 2**input_exp + 0.5))``. Event counts want ``input_exp = 0`` and their
+count range.
+
 **Neurons.** spikingjelly's LIF ``H = V (1 - 1/τ) + X/τ`` (decay_input) maps to Lava's
 ``v = v (1 - dv/4096) + (a << 6)`` with ``du = 4095`` (no current memory), ``dv = round(4096/τ)`` and
 ``v = c H`` for ``c = 64 s_in τ`` (``c = 64 s_in`` without decay_input or for IF, where ``dv = 0``). The
@@ -54,8 +58,8 @@ _MAX_ITERATIONS = 64
 
 @dataclasses.dataclass(frozen=True)
 class QuantizeOptions:
-    input_exp: int = 8          # the image is quantized as round(x * 2**input_exp)
-    input_bits: int = 16        # ... and clipped to this many signed bits
+    input_exp: int = 8          # the image is quantized as round(x * 2**input_exp) ...
+    input_range: tuple[float, float] = (0.0, 1.0)  # ... clipped to this range (what range analysis assumes)
     vth_bits: int = 12          # threshold mantissas aim at 2**vth_bits
     allow_saturation: bool = False
 
@@ -249,8 +253,9 @@ class _Builder:
 
     def _input(self, node: Node) -> Value:
         raw = self.out.create_node("input", [], dict(node.attrs), output_types=[node.output.type]).output
-        half = 2 ** (self.options.input_bits - 1)
-        attrs = {"exp": self.options.input_exp, "lo": -half, "hi": half - 1}
+        lo, hi = self.options.input_range
+        step = 2.0 ** self.options.input_exp
+        attrs = {"exp": self.options.input_exp, "lo": math.floor(lo * step + 0.5), "hi": math.floor(hi * step + 0.5)}
         return self.emit("quantize", [raw], attrs, node)
 
     def _output(self, node: Node) -> None:

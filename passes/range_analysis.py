@@ -106,6 +106,9 @@ class _Analysis:
 
     def run(self) -> RangeReport:
         for node in self.graph.nodes:
+            if node.op == "input" and node.output.type.dtype in ("i32", "i64"):
+                limit = INT64 if node.output.type.dtype == "i64" else INT32
+                self.intervals[id(node.output)] = Interval(-limit, limit - 1)  # nothing is known of a raw input
             if node.op in ("input", "output"):
                 continue
             interval = getattr(self, f"_{node.op}", self._same)(node)
