@@ -62,7 +62,7 @@ class RangeProblem:
 class RangeReport:
     intervals: dict[int, Interval]     # keyed by id(Value)
     problems: list[RangeProblem]
-    accumulation: dict[int, str]       # weight node -> "float64" when every partial sum is exact, else "int64"
+    accumulation: dict[int, str]       # weight node -> "float32" | "float64" | "int64": the exact arithmetic
 
     def of(self, value) -> Interval:
         return self.intervals[id(value)]
@@ -128,14 +128,16 @@ class _Analysis:
         x, f = self.get(node.inputs[0]), node.attrs["factor"]
         return Interval(x.lo * f, x.hi * f)
 
-    def _record_accumulation(self, node: Node, lo: np.ndarray, hi: np.ndarray) -> None:
-        peak = max(abs(int(lo.min(initial=0))), abs(int(hi.max(initial=0))))
-        self.accumulation[id(node)] = "float64" if peak < 2 ** 53 else "int64"
+    def _record_accumulation(self, node: Node, weight: np.ndarray, x: Interval) -> None:
+        """Which arithmetic sums this layer exactly: a float type is exact when no partial sum, in any
+        order, can reach its integer limit; that bound is ``Σ |w| · max |x|`` per output."""
+        bound = int(np.abs(weight.astype(np.int64)).sum(axis=1).max(initial=0)) * max(abs(x.lo), abs(x.hi), 1)
+        self.accumulation[id(node)] = "float32" if bound < 2 ** 24 else "float64" if bound < 2 ** 53 else "int64"
 
     def _qdense(self, node: Node) -> Interval:
         a, x = node.attrs, self.get(node.inputs[0])
         lo, hi = _weighted_sums(a["weight"], x, binary=not a["graded"])
-        self._record_accumulation(node, lo, hi)
+        self._record_accumulation(node, a["weight"], x if a["graded"] else Interval(0, 1))
         if a["graded"] and not a["host"]:
             self.need(node, int(lo.min(initial=0)) > -INT32 and int(hi.max(initial=0)) < INT32,
                       f"the int32 dot product reaches [{lo.min()}, {hi.max()}] and wraps")
@@ -145,7 +147,7 @@ class _Analysis:
         a, x = node.attrs, self.get(node.inputs[0])
         w = a["weight"].reshape(a["weight"].shape[0], -1)
         lo, hi = _weighted_sums(w, x, binary=x.lo >= 0 and x.hi <= 1)
-        self._record_accumulation(node, lo, hi)
+        self._record_accumulation(node, w, x)
         self.need(node, int(lo.min(initial=0)) >= -WRAP24 and int(hi.max(initial=0)) < WRAP24,
                   f"the convolution reaches [{lo.min()}, {hi.max()}] and wraps at 24 bits")
         return _with_bias(lo, hi, a["bias"])

@@ -1,0 +1,11 @@
+"""intsim: spikec's integer simulator, the executable spec of the integer semantics (DESIGN §5).
+
+intsim runs a quantized graph in synchronous time (at step ``t`` every op sees step ``t`` of its inputs, as the
+PyTorch model does) with exactly the fixed-point arithmetic of Lava's bit-accurate ``fixed_pt`` models. Lava's
+pipelined timing (one step per Dense/Conv hop) is the Lava backend's business; with delays balanced, its spike
+trains equal intsim's shifted by each layer's depth.
+
+:mod:`.fixed_point` holds Lava's rounding, shift, wrap and saturation rules as named helpers;
+:mod:`.kernels` builds the per-step LIF, Dense and Conv kernels from them, over a batch of samples. Both are
+proven bit-identical to Lava by ``tests/backends/test_intsim_lava_oracle.py``.
+"""

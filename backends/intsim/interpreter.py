@@ -1,0 +1,224 @@
+"""intsim: run a quantized IR graph with integer arithmetic only, in synchronous time (DESIGN §5–6).
+
+Synchronous time: at step t every op sees step t of its inputs. The graph is feed-forward, so each op is
+applied to its whole ``[T, B, ...]`` input at once (every step and sample in one vectorised call); only the
+neuron carries state across steps, and loops over t inside its rule. Lava's pipelined run of the same
+network, shifted by each layer's depth, must give the same spikes (the Lava backend's job).
+
+Every rule uses the kernels of :mod:`.kernels` (Lava's LIF, Dense and Conv, proven bit-identical to Lava)
+or, for ops Lava has no process for, the integer rule written here once:
+
+    quantize       floor(x * 2**exp + 0.5), clipped to [lo, hi]
+    qgain          x * factor                               (int32, wraps)
+    add            a + b                                    (int32, wraps: Lava sums an InPort in int32)
+    mul, and_not   a * b, (1 - a) * b                       (int32)
+    matmul         exact integer product, then int32 wrap   (spike counts; float64 BLAS when exact)
+    sum            exact integer sum, int32 wrap (int64 on the host readout)
+    maxpool        integer max over windows (padding never wins)
+    views          move elements, change nothing
+    qdense (host)  exact int64 product, floor shift by weight_exp, + bias
+
+Values are int64 numpy arrays holding the stated width. The interpreter frees a value after its last use
+unless ``keep_values`` is set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spikec.backends.intsim.fixed_point import shift_floor, wrap24, wrap_int32
+from spikec.backends.intsim.kernels import (LifParams, LifState, conv, conv_weight_from_torch, dense,
+                                            image_from_torch, image_to_torch, lif_step, xy_from_hw)
+from spikec.errors import InputError, SpikecError
+from spikec.ir import Graph, Node
+
+__all__ = ["run_intsim", "IntRun", "INT_RULES", "exact_dtype"]
+
+_FLOAT32_EXACT = 2 ** 24
+_FLOAT64_EXACT = 2 ** 53
+
+
+def exact_dtype(bound: int) -> np.dtype | None:
+    """The float type whose BLAS sums integers exactly when no partial sum can reach ``bound``: every
+    partial sum is then an integer the type represents exactly, whatever the summation order."""
+    if bound < _FLOAT32_EXACT:
+        return np.dtype(np.float32)
+    if bound < _FLOAT64_EXACT:
+        return np.dtype(np.float64)
+    return None
+
+
+def _peak(a: np.ndarray) -> int:
+    return int(np.abs(a).max(initial=0))
+
+
+def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    dtype = exact_dtype(_peak(a) * _peak(b) * a.shape[-1])
+    if dtype is None:
+        return np.matmul(a, b)
+    return np.rint(np.matmul(a.astype(dtype), b.astype(dtype))).astype(np.int64)
+
+
+def _quantize(node, inputs):
+    (x,), a = inputs, node.attrs
+    return np.clip(np.floor(x.astype(np.float64) * 2.0 ** a["exp"] + 0.5), a["lo"], a["hi"]).astype(np.int64)
+
+
+def _qconv2d(node, inputs):
+    """Lava's Conv (:func:`.kernels.conv`, a flipped-kernel convolution in Lava's layout) equals PyTorch's
+    cross-correlation in PyTorch's layout; computed with ``F.conv2d`` in an exact float type when the bound
+    allows, else by the kernel itself. Then wrap24 and the bias."""
+    (x,), a = inputs, node.attrs
+    T, B = x.shape[:2]
+    w = a["weight"]
+    dtype = exact_dtype(_peak(x) * _peak(w) * int(np.prod(w.shape[1:])))
+    if dtype is not None:
+        torch_dtype = torch.float32 if dtype == np.float32 else torch.float64
+        flat = torch.from_numpy(x.reshape(T * B, *x.shape[2:]).astype(dtype))
+        out = F.conv2d(flat, torch.from_numpy(w.astype(dtype)), None, a["stride"], a["padding"], a["dilation"],
+                       a["groups"])
+        y = wrap24(np.rint(out.numpy()).astype(np.int64))
+    else:
+        lava = conv(image_from_torch(x.reshape(T * B, *x.shape[2:])), conv_weight_from_torch(w),
+                    stride=xy_from_hw(a["stride"]), padding=xy_from_hw(a["padding"]),
+                    dilation=xy_from_hw(a["dilation"]), groups=a["groups"], graded=True)
+        y = image_to_torch(lava)
+    y = y.reshape(T, B, *y.shape[1:])
+    if a["bias"] is not None:
+        y = wrap_int32(y + a["bias"].astype(np.int64).reshape(1, 1, -1, 1, 1))
+    return y
+
+
+def _qdense(node, inputs):
+    """Lava's Dense (:func:`.kernels.dense`): binary input sums weight columns, graded input is a wrapping
+    int32 dot; the sum is floor-shifted by ``weight_exp`` and cast to int32. Exact float BLAS when the
+    bound allows (the wrap then never happens, as range analysis proves), else the kernel. The host
+    readout is the same product in int64."""
+    (x,), a = inputs, node.attrs
+    moved = np.moveaxis(x, a["axis"], -1)
+    flat = moved.reshape(-1, moved.shape[-1])
+    w = a["weight"].astype(np.int64)
+    if a["host"]:
+        y = shift_floor(_exact_matmul(flat, w.T), a["weight_exp"])
+    else:
+        operand = flat if a["graded"] else (flat != 0).astype(np.int64)
+        if exact_dtype(_peak(operand) * _peak(w) * w.shape[1]) is None:
+            y = dense(flat, a["weight"], a["weight_exp"], graded=a["graded"])
+        else:
+            y = wrap_int32(shift_floor(wrap_int32(_exact_matmul(operand, w.T)), a["weight_exp"]))
+    if a["bias"] is not None:
+        y = y + a["bias"].astype(np.int64)
+        y = y if a["host"] else wrap_int32(y)
+    return np.moveaxis(y.reshape(*moved.shape[:-1], -1), -1, a["axis"])
+
+
+def _qlif(node, inputs):
+    (x,), a = inputs, node.attrs
+    params = LifParams(du=a["du"], dv=a["dv"], vth=a["vth"])
+    state = LifState.zeros(x.shape[1:])
+    spikes = np.empty_like(x)
+    for t in range(x.shape[0]):
+        state, fired = lif_step(state, x[t], params, time_step=t + 1)
+        spikes[t] = fired
+    return spikes
+
+
+def _maxpool(node, inputs):
+    (x,), a = inputs, node.attrs
+    lead = x.shape[:-2]
+    flat = torch.from_numpy(x.reshape(-1, 1, *x.shape[-2:]).astype(np.float64))
+    y = F.max_pool2d(flat, a["kernel"], a["stride"], a["padding"], a["dilation"], a["ceil_mode"]).numpy()
+    return y.astype(np.int64).reshape(*lead, *y.shape[-2:])
+
+
+def _sum(node, inputs):
+    (x,), a = inputs, node.attrs
+    y = x.sum(axis=tuple(a["axes"]), keepdims=True)
+    drop = tuple(axis for axis in a["axes"] if axis != 0 and not a["keepdim"])
+    y = np.squeeze(y, axis=drop) if drop else y
+    return y if node.output.type.dtype == "i64" else wrap_int32(y)
+
+
+def _matmul(node, inputs):
+    return wrap_int32(_exact_matmul(inputs[0], inputs[1]))
+
+
+INT_RULES: dict[str, Callable[[Node, list[np.ndarray]], np.ndarray]] = {
+    "quantize": _quantize,
+    "qconv2d": _qconv2d,
+    "qdense": _qdense,
+    "qgain": lambda node, inputs: wrap_int32(inputs[0] * node.attrs["factor"]),
+    "qlif": _qlif,
+    "add": lambda node, inputs: wrap_int32(inputs[0] + inputs[1]),
+    "mul": lambda node, inputs: wrap_int32(inputs[0] * inputs[1]),
+    "and_not": lambda node, inputs: wrap_int32((1 - inputs[0]) * inputs[1]),
+    "matmul": _matmul,
+    "sum": _sum,
+    "maxpool": _maxpool,
+    "repeat_time": lambda node, inputs: np.repeat(inputs[0], node.attrs["T"], axis=0),
+    "to_time_major": lambda node, inputs: np.swapaxes(inputs[0][0], 0, 1),
+    "reshape": lambda node, inputs: inputs[0].reshape(*inputs[0].shape[:2], *node.attrs["shape"]),
+    "transpose": lambda node, inputs: np.transpose(inputs[0], node.attrs["perm"]),
+}
+
+
+class IntRun:
+    """Outputs (int64 arrays) of one run and, with ``keep_values``, every node's value."""
+
+    def __init__(self, outputs: list[np.ndarray], values: dict[Node, np.ndarray]):
+        self.outputs = outputs
+        self.values = values
+
+    def of(self, node: Node) -> np.ndarray:
+        return self.values[node]
+
+
+def _bind_input(node: Node, data: Any) -> np.ndarray:
+    x = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+    lead = 1 if node.attrs["layout"] == "B" else 2
+    want = node.output.type.shape[2:] if lead == 2 else node.output.type.sample_shape
+    if x.ndim != lead + len(want) or tuple(x.shape[lead:]) != tuple(want):
+        expected = ["B", *want] if lead == 1 else ["T", "B", *want]
+        raise InputError(f"input {node.attrs['name']} expects shape {expected}, got {list(x.shape)}")
+    x = x.astype(np.float32)
+    return x[None] if lead == 1 else x
+
+
+def run_intsim(graph: Graph, inputs: Sequence[Any], keep_values: bool = False) -> IntRun:
+    """Run the quantized ``graph`` on ``inputs`` (one float array per ``input`` node, PyTorch layout)."""
+    input_nodes = graph.input_nodes
+    if len(inputs) != len(input_nodes):
+        raise InputError(f"the graph takes {len(input_nodes)} input(s), got {len(inputs)}")
+    last_use: dict[int, Node] = {}
+    for node in graph.nodes:
+        for value in node.inputs:
+            last_use[id(value)] = node
+    env: dict[int, np.ndarray] = {}
+    kept: dict[Node, np.ndarray] = {}
+    outputs: list[np.ndarray] = []
+    for node in graph.nodes:
+        if node.op == "input":
+            env[id(node.output)] = _bind_input(node, inputs[input_nodes.index(node)])
+            continue
+        args = [env[id(v)] for v in node.inputs]
+        if node.op == "output":
+            outputs = [a if keep else a[0] for a, keep in zip(args, node.attrs["layouts"])]
+            break
+        rule = INT_RULES.get(node.op)
+        if rule is None:
+            raise SpikecError(f"intsim has no rule for {node.describe()}: quantize the graph first")
+        try:
+            result = rule(node, args)
+        except (ValueError, OverflowError) as exc:
+            raise SpikecError(f"intsim failed at {node.describe()}: {exc}") from exc
+        env[id(node.output)] = result
+        if keep_values:
+            kept[node] = result
+        for value in node.inputs:
+            if last_use.get(id(value)) is node and not keep_values:
+                env.pop(id(value), None)
+    return IntRun(outputs, kept)

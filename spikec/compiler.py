@@ -1,0 +1,178 @@
+"""The compile pipeline: trace, fold, quantize, prove ranges; and the compiled artifact on disk (DESIGN §7).
+
+``compile_graph`` runs the passes on a traced float graph; ``CompiledModel.write`` writes the artifact
+directory atomically (a temporary directory beside it, renamed into place only when complete) and
+byte-identically for identical inputs (sorted JSON, fixed zip timestamps); ``load_artifact`` reads it back,
+checking every file, and says clearly what is missing or corrupt.
+
+Artifact (``--target intsim``)::
+
+    manifest.json   format, version, model, input shape/layout, time steps, target, versions, the IR as
+                    JSON, quantization scales per layer and neuron, value ranges of every layer
+    model.ir        the integer graph in the IR's text form (weights by handle)
+    weights.npz     the integer weights, one array per handle
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from importlib import metadata
+
+import numpy as np
+
+from spikec import __version__
+from spikec.errors import InputError, IRError
+from spikec.ir import Graph, dumps, parse_graph, print_graph, weight_table
+from spikec.passes.base import Skip, run_pipeline
+from spikec.passes.canonicalize import Canonicalize
+from spikec.passes.fold_batchnorm import FoldBatchNorm
+from spikec.passes.fold_scales import FoldScales
+from spikec.passes.quantize import QuantizationReport, QuantizeOptions, quantize_graph
+from spikec.passes.range_analysis import RangeReport
+
+__all__ = ["CompiledModel", "compile_graph", "load_artifact", "ARTIFACT_VERSION", "TARGETS"]
+
+ARTIFACT_VERSION = 1
+TARGETS = ("intsim",)
+_FILES = ("manifest.json", "model.ir", "weights.npz")
+
+
+@dataclasses.dataclass
+class CompiledModel:
+    name: str
+    target: str
+    input_shape: tuple[int, ...]
+    input_layout: str
+    graph: Graph                         # the integer graph
+    quantization: QuantizationReport | None = None
+    ranges: RangeReport | None = None
+    float_graph: Graph | None = None     # the folded float graph it was quantized from (not saved)
+    skipped: list[Skip] = dataclasses.field(default_factory=list)
+    manifest: dict | None = None         # as read back by load_artifact
+
+    @property
+    def timesteps(self) -> int:
+        return max(v.type.time for v in self.graph.values())
+
+    @property
+    def output_scales(self) -> list[float]:
+        if self.quantization is not None:
+            return list(self.quantization.output_scales)
+        return list(self.manifest["quantization"]["output_scales"])
+
+    def manifest_dict(self) -> dict:
+        q = self.quantization
+        layer_ranges = []
+        for node in self.graph.nodes:
+            if node.outputs and id(node.output) in self.ranges.intervals:
+                interval = self.ranges.intervals[id(node.output)]
+                row = {"op": node.op, "module": node.module, "lo": interval.lo, "hi": interval.hi}
+                if id(node) in self.ranges.accumulation:
+                    row["accumulation"] = self.ranges.accumulation[id(node)]
+                layer_ranges.append(row)
+        return {
+            "format": "spikec.artifact", "version": ARTIFACT_VERSION, "target": self.target, "model": self.name,
+            "input_shape": list(self.input_shape), "input_layout": self.input_layout, "timesteps": self.timesteps,
+            "versions": _versions(),
+            "files": {"ir": "model.ir", "weights": "weights.npz"},
+            "quantization": {
+                "input_exp": q.input_exp, "output_scales": q.output_scales, "iterations": q.iterations,
+                "layers": [dataclasses.asdict(l) for l in q.layers],
+                "neurons": [dataclasses.asdict(n) for n in q.neurons],
+            },
+            "ranges": layer_ranges,
+            "graph": json.loads(dumps(self.graph)),
+        }
+
+    def write(self, out_dir: str) -> None:
+        """Write the artifact atomically: nothing appears at ``out_dir`` unless every file was written."""
+        out_dir = os.path.abspath(out_dir)
+        parent = os.path.dirname(out_dir)
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise InputError(f"{out_dir} exists and is not a directory")
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".spikec-", dir=parent)
+        try:
+            with open(os.path.join(staging, "manifest.json"), "w") as f:
+                json.dump(self.manifest_dict(), f, indent=1, sort_keys=True)
+                f.write("\n")
+            with open(os.path.join(staging, "model.ir"), "w") as f:
+                f.write(print_graph(self.graph))
+            _write_npz(os.path.join(staging, "weights.npz"), weight_table(self.graph))
+            if os.path.isdir(out_dir):
+                previous = tempfile.mkdtemp(prefix=".spikec-old-", dir=parent)
+                os.rmdir(previous)
+                os.replace(out_dir, previous)
+                os.replace(staging, out_dir)
+                shutil.rmtree(previous, ignore_errors=True)
+            else:
+                os.replace(staging, out_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _versions() -> dict:
+    versions = {"spikec": __version__}
+    for package in ("torch", "numpy", "lava-nc"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` with fixed timestamps and order, so equal arrays give equal bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, buffer.getvalue())
+
+
+def compile_graph(graph: Graph, name: str, input_shape, input_layout: str, target: str = "intsim",
+                  options: QuantizeOptions = QuantizeOptions()) -> CompiledModel:
+    """Fold, quantize and range-check a traced float graph (which is changed in place by the folds)."""
+    if target not in TARGETS:
+        raise InputError(f"unknown target {target!r}; targets: {', '.join(TARGETS)}")
+    skipped: list[Skip] = []
+    run_pipeline(graph, [FoldBatchNorm(), FoldScales(), Canonicalize()], skipped)
+    integer, report, ranges = quantize_graph(graph, options)
+    return CompiledModel(name, target, tuple(input_shape), input_layout, integer, report, ranges, graph, skipped)
+
+
+def load_artifact(path: str) -> CompiledModel:
+    """Read a compiled directory back; every problem is one :class:`InputError` line."""
+    if not os.path.isdir(path):
+        raise InputError(f"{path}: no such artifact directory (run `spikec compile ... -o {path}` first)")
+    missing = [f for f in _FILES if not os.path.isfile(os.path.join(path, f))]
+    if missing:
+        raise InputError(f"{path} is not a complete spikec artifact: missing {', '.join(missing)}")
+    try:
+        with open(os.path.join(path, "manifest.json")) as f:
+            manifest = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}/manifest.json is corrupt: {exc}") from None
+    if manifest.get("format") != "spikec.artifact" or manifest.get("version") != ARTIFACT_VERSION:
+        raise InputError(f"{path}/manifest.json is not a spikec artifact of version {ARTIFACT_VERSION}")
+    try:
+        with np.load(os.path.join(path, "weights.npz"), allow_pickle=False) as archive:
+            weights = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}/weights.npz is corrupt: {exc}") from None
+    with open(os.path.join(path, "model.ir")) as f:
+        text = f.read()
+    try:
+        graph = parse_graph(text, weights=weights)
+    except IRError as exc:
+        raise InputError(f"{path}/model.ir does not match weights.npz or is corrupt: {exc}") from None
+    return CompiledModel(manifest["model"], manifest["target"], tuple(manifest["input_shape"]),
+                         manifest["input_layout"], graph, manifest=manifest)

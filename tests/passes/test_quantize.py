@@ -1,0 +1,115 @@
+"""quantize: the integer graph's shape (golden), the threshold rule (a neuron fed exact integer counts
+fires exactly as PyTorch's does, `>=` vs Lava's `>` included), weight quantization within one step,
+shared scales across a residual fan-in, and clear errors for what Lava cannot do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers import graph_from_text
+from spikec.backends.float.interpreter import run_float
+from spikec.backends.intsim.interpreter import run_intsim
+from spikec.errors import PassError
+from spikec.ir import Graph, TensorType, print_graph
+from spikec.passes.quantize import QuantizeOptions, _quantize_weights, quantize_graph
+
+
+def _neuron_graph(T: int, shape, tau: float, vth: float) -> Graph:
+    g = Graph("neuron")
+    x = g.create_node("input", [], {"name": "x", "layout": "TB"}, output_types=[TensorType((T, *shape))]).output
+    y = g.add("lif", [x], {"tau": tau, "v_threshold": vth, "v_reset": 0.0, "decay_input": True})
+    g.create_node("output", [y], {"layouts": (1,)})
+    return g
+
+
+@settings(max_examples=60, deadline=None)
+@given(T=st.integers(1, 8), tau=st.sampled_from([2.0, 4.0]),
+       vth=st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0]), seed=st.integers(0, 2 ** 32 - 1))
+def test_integer_fed_neuron_fires_exactly_like_pytorch(T, tau, vth, seed):
+    counts = np.random.default_rng(seed).integers(0, 12, size=(T, 3, 32)).astype(np.float32)
+    graph = _neuron_graph(T, (3, 32), tau, vth)
+    integer, report, _ = quantize_graph(graph, QuantizeOptions(input_exp=0, input_range=(0.0, 15.0)))
+    (neuron,) = report.neurons
+    assert neuron.vth == np.ceil(neuron.threshold_exact) - 1
+    expected = run_float(graph, [torch.from_numpy(counts)]).outputs[0].numpy()
+    assert np.array_equal(run_intsim(integer, [counts]).outputs[0], expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(-3, 3, width=32), min_size=1, max_size=40), st.floats(1e-3, 1e4),
+       st.sampled_from(["dense", "conv", "host"]))
+def test_weights_are_within_one_quantization_step(values, ratio, kind):
+    weight = np.array(values, dtype=np.float32).reshape(1, -1)
+    w_int, exp = _quantize_weights(weight, ratio, kind)
+    target = weight.astype(np.float64) * ratio
+    limit = {"dense": 254, "conv": 254, "host": 32767}[kind]
+    assert np.abs(w_int).max() <= limit + 2
+    unclipped = np.abs(target) <= limit * 2.0 ** exp
+    step = (2.0 if kind != "host" else 1.0) * 2.0 ** exp
+    assert np.all(np.abs(w_int * 2.0 ** exp - target)[unclipped] <= step / 2 + 1e-9 * np.abs(target[unclipped]))
+
+
+RESIDUAL = """\
+graph @ms {
+  %0 = input() {name = "x", layout = "B"} : f32[1,2,4]
+  %1 = repeat_time(%0) {T = 2} : f32[2,2,4]
+  %2 = lif(%1) {tau = 2.0, v_threshold = 1.0, v_reset = 0.0, decay_input = true} : f32[2,2,4]
+  %3 = linear(%2) {weight = @a.weight : f32[4,4], bias = @a.bias : f32[4]} : f32[2,2,4] loc("a" at "m.py":1)
+  %4 = lif(%3) {tau = 2.0, v_threshold = 1.0, v_reset = 0.0, decay_input = true} : f32[2,2,4] loc("n1" at "m.py":2)
+  %5 = linear(%4) {weight = @b.weight : f32[4,4], bias = none} : f32[2,2,4] loc("b" at "m.py":3)
+  %6 = add(%3, %5) : f32[2,2,4]
+  %7 = lif(%6) {tau = 2.0, v_threshold = 1.0, v_reset = 0.0, decay_input = true} : f32[2,2,4] loc("n2" at "m.py":4)
+  %8 = mean(%7) {axes = [0], keepdim = false} : f32[1,2,4]
+  %9 = linear(%8) {weight = @head.weight : f32[3,4], bias = @head.bias : f32[3]} : f32[1,2,3] loc("head" at "m.py":5)
+  output(%9) {layouts = [0]}
+}
+"""
+
+RESIDUAL_INTEGER = """\
+graph @ms {
+  %0 = input() {name = "x", layout = "B"} : f32[1,2,4]
+  %1 = quantize(%0) {exp = 8, lo = 0, hi = 256} : i32[1,2,4]
+  %2 = repeat_time(%1) {T = 2} : i32[2,2,4]
+  %3 = qgain(%2) {factor = 8} : i32[2,2,4]
+  %4 = qlif(%3) {du = 4095, dv = 2048, vth = 4095} : i32[2,2,4]
+  %5 = qdense(%4) {weight = @a.weight : i32[4,4], bias = @a.bias : i32[4], weight_exp = 4, axis = 2, graded = false, host = false} : i32[2,2,4] loc("a" at "m.py":1)
+  %6 = qlif(%5) {du = 4095, dv = 2048, vth = 4095} : i32[2,2,4] loc("n1" at "m.py":2)
+  %7 = qdense(%6) {weight = @b.weight : i32[4,4], bias = none, weight_exp = 3, axis = 2, graded = false, host = false} : i32[2,2,4] loc("b" at "m.py":3)
+  %8 = add(%5, %7) : i32[2,2,4]
+  %9 = qlif(%8) {du = 4095, dv = 2048, vth = 4095} : i32[2,2,4] loc("n2" at "m.py":4)
+  %10 = sum(%9) {axes = [0], keepdim = false} : i32[1,2,4]
+  %11 = qdense(%10) {weight = @head.weight : i32[3,4], bias = @head.bias : i32[3], weight_exp = 0, axis = 2, graded = true, host = true} : i64[1,2,3] loc("head" at "m.py":5)
+  output(%11) {layouts = [0]}
+}
+"""
+
+
+def test_residual_fan_in_shares_one_scale_and_the_readout_runs_on_the_host():
+    graph = graph_from_text(RESIDUAL)
+    integer, report, ranges = quantize_graph(graph)
+    assert print_graph(integer) == RESIDUAL_INTEGER
+    by_module = {layer.module: layer for layer in report.layers}
+    assert by_module["a"].scale_out == by_module["b"].scale_out  # both feed n2 through the add
+    assert by_module["head"].kind == "host"
+    assert not ranges.problems
+    x = np.random.default_rng(1).uniform(0, 1, (64, 4)).astype(np.float32)
+    float_logits = run_float(graph, [torch.from_numpy(x)]).outputs[0].numpy()
+    integer_logits = run_intsim(integer, [x]).outputs[0] / report.output_scales[0]
+    assert np.mean(float_logits.argmax(-1) == integer_logits.argmax(-1)) >= 0.95
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("v_reset = 0.0, decay_input = true} : f32[2,2,4] loc(\"n1\"", "v_reset = none, decay_input = true} : "
+      "f32[2,2,4] loc(\"n1\""), "quantize: lif in n1 \\(m.py:2\\) resets soft \\(v_reset=None\\); Lava's LIF resets to 0"),
+    (("%6 = add(%3, %5)", "%6 = mul(%3, %5)"), "quantize: mul multiplies an analog value"),
+    (("%5 = linear(%4)", "%5 = linear(%3)"), "quantize: linear in b \\(m.py:3\\) reads the analog output of another "
+                                             "weight op"),
+])
+def test_what_lava_cannot_do_is_named(edit, message):
+    graph = graph_from_text(RESIDUAL.replace(*edit))
+    with pytest.raises(PassError, match=message):
+        quantize_graph(graph)

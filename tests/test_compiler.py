@@ -1,0 +1,89 @@
+"""The compiled artifact (DESIGN §7): identical bytes for identical inputs, nothing written on failure,
+a faithful round trip through disk, and one clear error for every kind of damage."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import small_input, small_model
+from spikec.backends.intsim.interpreter import run_intsim
+from spikec.compiler import compile_graph, load_artifact
+from spikec.errors import InputError, PassError
+from spikec.frontends.torch import trace_module
+from spikec.ir import graph_difference
+
+ARCH = "spikingformer-cifar"
+
+
+def _compile():
+    model, x = small_model(ARCH), small_input(ARCH)
+    return compile_graph(trace_module(model, x).graph, "tiny", tuple(x.shape), "B")
+
+
+def _files(path):
+    return {name: open(os.path.join(path, name), "rb").read() for name in sorted(os.listdir(path))}
+
+
+def test_artifact_is_byte_identical_and_round_trips(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    compiled = _compile()
+    compiled.write(str(first))
+    _compile().write(str(second))
+    assert _files(first) == _files(second)
+    assert sorted(_files(first)) == ["manifest.json", "model.ir", "weights.npz"]
+    loaded = load_artifact(str(first))
+    assert graph_difference(loaded.graph, compiled.graph) is None
+    assert loaded.output_scales == compiled.output_scales and loaded.timesteps == 2
+    x = small_input(ARCH, batch=3, seed=5).numpy()
+    assert np.array_equal(run_intsim(loaded.graph, [x]).outputs[0], run_intsim(compiled.graph, [x]).outputs[0])
+
+
+def test_rewriting_an_artifact_replaces_it_whole(tmp_path):
+    out = tmp_path / "art"
+    _compile().write(str(out))
+    (out / "stale.txt").write_text("left over")
+    _compile().write(str(out))
+    assert sorted(os.listdir(out)) == ["manifest.json", "model.ir", "weights.npz"]
+    assert [p for p in os.listdir(tmp_path) if p != "art"] == []
+
+
+def test_a_failed_compile_writes_nothing(tmp_path, monkeypatch):
+    compiled = _compile()
+    monkeypatch.setattr("spikec.compiler._write_npz", lambda path, arrays: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        compiled.write(str(tmp_path / "out"))
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: os.remove(p / "weights.npz"), "is not a complete spikec artifact: missing weights.npz"),
+    (lambda p: (p / "manifest.json").write_text("{"), "manifest.json is corrupt: "),
+    (lambda p: (p / "manifest.json").write_text('{"format": "other"}'), "is not a spikec artifact of version 1"),
+    (lambda p: (p / "weights.npz").write_bytes(b"PK\x03\x04broken"), "weights.npz is corrupt: "),
+    (lambda p: (p / "model.ir").write_text((p / "model.ir").read_text().replace("qlif", "qlaf", 1)),
+     "model.ir does not match weights.npz or is corrupt: "),
+])
+def test_damaged_artifacts_are_named(tmp_path, damage, message):
+    path = tmp_path / "art"
+    _compile().write(str(path))
+    damage(path)
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        load_artifact(str(path))
+
+
+def test_missing_artifact_says_how_to_make_one(tmp_path):
+    with pytest.raises(InputError, match=r"no such artifact directory \(run `spikec compile ... -o"):
+        load_artifact(str(tmp_path / "nothing"))
+
+
+def test_unquantizable_model_names_the_layer():
+    model, x = small_model(ARCH), small_input(ARCH)
+    graph = trace_module(model, x).graph
+    lif = next(n for n in graph.nodes if n.op == "lif")
+    lif.attrs["v_reset"] = None
+    with pytest.raises(PassError, match=r"quantize: lif in patch_embed.block1_lif \(spikec/models/spikingformer.py:\d+\) "
+                                        r"resets soft"):
+        compile_graph(graph, "tiny", tuple(x.shape), "B")
