@@ -1,3 +1,14 @@
 """spikec: a deployment compiler for trained PyTorch spiking transformers (see README.md)."""
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "verify", "compile", "simulate"]
+
+
+def __getattr__(name: str):
+    """Load the API on first use, so that ``import spikec`` stays light (no torch)."""
+    if name in ("verify", "compile", "simulate"):
+        from spikec import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'spikec' has no attribute {name!r}")

@@ -13,7 +13,7 @@ import traceback
 import click
 
 from spikec import __version__
-from spikec.errors import InputError, SpikecError
+from spikec.errors import InputError, PassError, SpikecError
 
 EXIT_INTERNAL = 3
 
@@ -132,6 +132,74 @@ def inspect(checkpoint, model_ref, arch, model_args, weights, allow_pickle, inpu
         click.echo(report.to_text(), nl=False)
 
 
+def _emit_report(report, fmt: str) -> None:
+    """Text goes to stdout; with json/sarif the machine form goes to stdout and the text to stderr."""
+    text = report.to_text()
+    if fmt == "text":
+        click.echo(text, nl=False)
+        return
+    click.echo(text, nl=False, err=True)
+    click.echo(json.dumps(report.to_json() if fmt == "json" else report.to_sarif(), indent=1))
+
+
+def _check_observations(report) -> None:
+    if not report.disagreements:
+        return
+    o = report.disagreements[0]
+    subject = f"{o.op} in {o.module}" if o.module else o.op
+    where = f"{o.file}:{o.line}" if o.file else "no source line"
+    raise PassError(f"value-domains: {subject} ({where}) saw values in "
+                    f"[{o.minimum:g}, {o.maximum:g}] outside its static domain {o.static_domain}; this is a bug in "
+                    "spikec's analysis, please report it")
+
+
+@main.command()
+@model_options
+@click.option("--spike-driven", "spike_driven", is_flag=True,
+              help="Check that every weight op multiplies by spikes only (rules SD001-SD005, docs/verify.md).")
+@click.option("--strict", is_flag=True, help="Report the encoding layer and the readout as errors, not exempt notes.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True,
+              help="json and sarif go to stdout, the text to stderr.")
+@click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True,
+              help="Exit 1 when a finding is at least this severe.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 whatever the findings (bad input still exits 2).")
+@click.option("--observe", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Also run N inputs through the float interpreter and show the values each checked op reads.")
+@click.option("--data", "data_path", metavar="FILE.npz",
+              help="Inputs for --observe: array x, inputs stacked along the batch axis (default: random inputs).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@_handle_errors
+def verify(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps, input_layout,
+           spike_driven, strict, fmt, fail_on, exit_zero, observe, data_path, seed):
+    """Check MODEL: with --spike-driven, that no weight is multiplied by a non-binary activation.
+
+    Lists every violation with its rule, op, module path, source line, input domain and the producer that
+    made the input non-binary. Exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad input,
+    3 internal error.
+
+    \b
+    Examples:
+      spikec verify --spike-driven --arch spikformer-cifar --model-args '{"depth": 2}'
+      spikec verify --spike-driven --model model.py:Spikformer --weights model_best.pth.tar \\
+          --input-shape 1,3,32,32 --format sarif > spikec.sarif
+      spikec verify --spike-driven checkpoint.pt --observe 16 --data inputs.npz
+    """
+    from spikec.api import load_data, verify_graph
+    from spikec.frontends.torch import trace_source
+
+    if not spike_driven:
+        raise InputError("name the check to run, e.g. spikec verify --spike-driven MODEL")
+    data = load_data(data_path) if data_path else None
+    source = _source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
+                     input_layout)
+    _, traced = trace_source(source, seed)
+    report = verify_graph(traced.graph, strict=strict, observe=observe, data=data, seed=seed,
+                          data_name=data_path or "data")
+    _emit_report(report, fmt)
+    _check_observations(report)
+    sys.exit(0 if exit_zero else report.exit_code(fail_on))
+
+
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_handle_errors
@@ -154,6 +222,15 @@ def zoo(fmt):
         defaults = ", ".join(f"{k}={v}" for k, v in e.config_defaults().items())
         click.echo(f"{e.name:24} {e.summary}\n{'':24} input {list(default_input_shape(e.name))}; {defaults}")
 
+
+def _register_numerics_commands() -> None:
+    from spikec.cli_numerics import compile_command, simulate_command
+
+    main.add_command(compile_command)
+    main.add_command(simulate_command)
+
+
+_register_numerics_commands()
 
 if __name__ == "__main__":
     main()

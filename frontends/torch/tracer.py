@@ -79,12 +79,18 @@ _LIBRARY_FILES = (os.path.abspath(snn.__file__), os.path.abspath(contextlib.__fi
 
 
 def _display_path(path: str) -> str:
-    """A stable, machine-independent path: relative to the sys.path entry holding the file (so
-    ``spikec/models/spikformer.py`` or the user's ``model.py``), else to the working directory."""
+    """A stable, machine-independent path: spikec's own files relative to the spikec checkout
+    (``spikec/models/spikformer.py``); the user's files relative to the working directory when they are
+    under it (``src/model.py``, which CI code scanning maps back to the repository), else to the sys.path
+    entry holding them."""
     path = os.path.abspath(path)
-    roots = [os.path.abspath(p) for p in sys.path if p] + [os.getcwd()]
     spikec_root = os.path.dirname(os.path.dirname(os.path.abspath(snn.__file__)))
-    roots.append(spikec_root)
+    if path.startswith(os.path.join(spikec_root, "spikec") + os.sep):
+        return os.path.relpath(path, spikec_root)
+    cwd = os.getcwd()
+    if path.startswith(cwd.rstrip(os.sep) + os.sep):
+        return os.path.relpath(path, cwd)
+    roots = [os.path.abspath(p) for p in sys.path if p]
     best = max((r for r in roots if path.startswith(r.rstrip(os.sep) + os.sep)), key=len, default=None)
     return os.path.relpath(path, best) if best else path
 

@@ -1,0 +1,206 @@
+"""spikec's Python API: the functions the CLI is a thin layer over (DESIGN §1).
+
+``verify`` runs the spike-driven check: trace, value domains, rules; with ``observe`` it also runs the
+float interpreter on real inputs and records the values each checked operand takes (the histograms of
+the Spikingformer paper's Fig. 3), next to the static domain. Observed values must lie in the static
+domain; one that does not is a bug in the analysis (``Report.disagreements``).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import Iterator
+
+import numpy as np
+
+from spikec.diagnostics import HISTOGRAM_CAP, Observation, Report
+from spikec.errors import InputError
+from spikec.ir import Graph, Node
+
+__all__ = ["verify", "verify_graph", "load_data", "compile", "simulate"]
+
+DISTINCT_CAP = 1 << 16  # beyond this many distinct values an operand keeps only min, max and integrality
+
+
+def verify(model, example_input, *, strict: bool = False, observe: int = 0, data=None,
+           input_layout: str = "B", seed: int = 0, name: str | None = None) -> Report:
+    """Check that ``model`` (an ``nn.Module``) is spike-driven; ``example_input`` is what its forward takes.
+
+    ``strict`` makes the exempt encoding layer and readout errors. ``observe`` > 0 also runs that many
+    inputs through the float interpreter: random ones, or the first ``observe`` samples of ``data`` (an
+    array stacking model inputs along the batch axis; all of them when ``observe`` is 0).
+    """
+    from spikec.frontends.torch import trace_module
+
+    graph = trace_module(model, example_input, input_layout, name).graph
+    return verify_graph(graph, strict=strict, observe=observe, data=data, seed=seed)
+
+
+def compile(model, example_input, *, target: str = "intsim", input_layout: str = "B", input_exp: int = 8,
+            input_range: tuple[float, float] = (0.0, 1.0), allow_saturation: bool = False, name: str | None = None):
+    """Trace ``model`` on ``example_input`` and compile it to Lava fixed point (:mod:`spikec.compiler`);
+    ``.write(out_dir)`` on the result writes the artifact ``spikec compile`` writes."""
+    from spikec.compiler import compile_graph
+    from spikec.frontends.torch import trace_module
+    from spikec.passes.quantize import QuantizeOptions
+
+    graph = trace_module(model, example_input, input_layout, name).graph
+    options = QuantizeOptions(input_exp, tuple(input_range), allow_saturation)
+    return compile_graph(graph, graph.name, tuple(example_input.shape), input_layout, target, options)
+
+
+def simulate(model, x, y=None, *, backends=("torch", "intsim"), batch_size: int = 64, compiled=None, **compile_options):
+    """Run ``model`` on the samples ``x`` (labels ``y`` optional) with ``backends`` and compare them
+    (:class:`spikec.simulate.SimulationReport`); ``compiled`` reuses a :func:`compile` result."""
+    import torch
+
+    from spikec.simulate import float_runner, intsim_runner, simulate as run_all, torch_runner
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if compiled is None:
+        compiled = compile(model, torch.from_numpy(x[:1]), **compile_options)
+    makers = {"torch": lambda: torch_runner(model), "float": lambda: float_runner(compiled.float_graph),
+              "intsim": lambda: intsim_runner(compiled.graph, compiled.output_scales[0])}
+    unknown = [b for b in backends if b not in makers]
+    if unknown:
+        raise InputError(f"unknown backend(s) {', '.join(unknown)}; backends: {', '.join(makers)}")
+    return run_all(compiled.name, x, y, {b: makers[b]() for b in backends}, batch_size)
+
+
+def verify_graph(graph: Graph, *, strict: bool = False, observe: int = 0, data=None, seed: int = 0,
+                 data_name: str = "data") -> Report:
+    """:func:`verify` on a traced graph (the CLI's entry point)."""
+    from spikec.passes.spike_driven import SpikeDriven
+    from spikec.passes.value_domains import ValueDomains
+
+    domains = ValueDomains().run(graph)
+    findings = SpikeDriven(strict=strict).run(graph, domains)
+    if not observe and data is None:
+        return Report(graph.name, findings, strict)
+    if data is None:
+        count, samples, source = observe, _random_samples(graph, observe, seed), "random"
+    else:
+        count, samples, source = *_data_samples(graph, np.asarray(data), observe), data_name
+    return Report(graph.name, findings, strict, _observe(graph, domains, samples), count, source)
+
+
+def load_data(path: str) -> np.ndarray:
+    """The array ``x`` of a ``.npz`` file, or an :class:`InputError` saying what is wrong."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a directory, not a .npz file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path} is not a .npz file (numpy cannot read it: {type(exc).__name__})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise InputError(f"{path} holds one array, not a .npz archive; save inputs with np.savez(path, x=...)")
+    with loaded:
+        if "x" not in loaded.files:
+            names = ", ".join(loaded.files) or "none"
+            raise InputError(f"{path} has no array 'x' (it has: {names}); save inputs with np.savez(path, x=...)")
+        try:
+            x = loaded["x"]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{path}: array x cannot be read ({type(exc).__name__}: {exc})") from None
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"{path}: x has dtype {x.dtype}; inputs must be numbers")
+    return x
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _only_input(graph: Graph) -> Node:
+    nodes = graph.input_nodes
+    if len(nodes) != 1:
+        raise InputError(f"observed mode needs a model with one input, this one has {len(nodes)}")
+    return nodes[0]
+
+
+def _batch_axis(node: Node) -> int:
+    """The batch axis of the PyTorch tensor the input takes: ``[B, ...]`` or ``[T, B, ...]``."""
+    return 0 if node.attrs["layout"] == "B" else 1
+
+
+def _torch_shape(node: Node, batch: int) -> tuple[int, ...]:
+    shape = node.output.type.shape
+    if node.attrs["layout"] == "B":
+        return (batch, *shape[2:])
+    return (shape[0], batch, *shape[2:])
+
+
+def _data_samples(graph: Graph, data: np.ndarray, observe: int) -> tuple[int, Iterator[np.ndarray]]:
+    """How many inputs of ``data`` to run (the first ``observe``, or all), and those inputs one by one."""
+    node = _only_input(graph)
+    axis = _batch_axis(node)
+    want = _torch_shape(node, 0)
+    shape_ok = data.ndim == len(want) and all(d == w for i, (d, w) in enumerate(zip(data.shape, want)) if i != axis)
+    if not shape_ok:
+        expected = ["N" if i == axis else str(d) for i, d in enumerate(want)]
+        raise InputError(f"x has shape {list(data.shape)}; the model takes [{', '.join(expected)}] "
+                         "(N inputs stacked along the batch axis)")
+    if data.shape[axis] == 0:
+        raise InputError("x holds no inputs (its batch axis is empty)")
+    count = min(observe, data.shape[axis]) if observe else data.shape[axis]
+    return count, (np.take(data, [i], axis=axis).astype(np.float32) for i in range(count))
+
+
+def _random_samples(graph: Graph, count: int, seed: int) -> Iterator[np.ndarray]:
+    """Uniform [0, 1) inputs, as the example input the model was traced with."""
+    rng = np.random.default_rng(seed + 1)
+    shape = _torch_shape(_only_input(graph), 1)
+    return (rng.random(shape, dtype=np.float32) for _ in range(count))
+
+
+# ---------------------------------------------------------------- observing
+
+
+class _Seen:
+    """Distinct values and counts seen at one operand, merged over runs (numpy arrays)."""
+
+    def __init__(self):
+        self.values = np.empty(0, np.float64)
+        self.counts = np.empty(0, np.int64)
+        self.capped = False
+        self.elements = 0
+        self.minimum = np.inf
+        self.maximum = -np.inf
+        self.integral = True
+
+    def add(self, tensor) -> None:
+        array = tensor.detach().cpu().numpy().astype(np.float64).ravel()
+        self.elements += array.size
+        self.minimum = min(self.minimum, float(array.min()))
+        self.maximum = max(self.maximum, float(array.max()))
+        self.integral = self.integral and bool(np.all(array == np.round(array)))
+        if self.capped:
+            return
+        values, inverse = np.unique(np.concatenate([self.values, array]), return_inverse=True)
+        weights = np.concatenate([self.counts, np.ones(array.size, np.int64)])
+        self.values, self.counts = values, np.bincount(inverse, weights=weights).astype(np.int64)
+        if self.values.size > DISTINCT_CAP:
+            self.capped, self.values, self.counts = True, self.values[:0], self.counts[:0]
+
+    def observation(self, node: Node, position: int, static) -> Observation:
+        loc = node.locs[0] if node.locs else None
+        distinct = DISTINCT_CAP + 1 if self.capped else int(self.values.size)
+        histogram = tuple((float(v), int(c)) for v, c in zip(self.values[:HISTOGRAM_CAP], self.counts))
+        return Observation(node.op, node.module, loc.file if loc else None, loc.line if loc else None, position,
+                           str(static), static.contains(self.minimum, self.maximum, self.integral), self.elements,
+                           distinct, self.minimum, self.maximum, histogram, distinct > HISTOGRAM_CAP)
+
+
+def _observe(graph: Graph, domains, samples: Iterator[np.ndarray]) -> tuple[Observation, ...]:
+    from spikec.backends.float.interpreter import run_float
+    from spikec.passes.spike_driven import checked_operands
+
+    sites = checked_operands(graph)
+    seen = {site: _Seen() for site in sites}
+    for x in samples:
+        run = run_float(graph, [x], keep_values=True)
+        for node, position in sites:
+            seen[(node, position)].add(run.values[node.inputs[position].producer])
+    return tuple(seen[(n, p)].observation(n, p, domains[n.inputs[p]]) for n, p in sites)
