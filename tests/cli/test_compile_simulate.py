@@ -1,0 +1,90 @@
+"""`spikec compile` and `spikec simulate` from the command line: artifacts, reports, and exit code 2 with
+one line for every bad input, with nothing written when a compile fails."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from spikec.cli import main
+
+TINY = '{"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 8, "in_channels": 1, "T": 2}'
+MODEL = ["--arch", "spikingformer-cifar", "--model-args", TINY]
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def data(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "data.npz"
+    np.savez(path, x=rng.uniform(0, 1, (10, 1, 8, 8)).astype(np.float32), y=rng.integers(0, 10, 10))
+    return path
+
+
+def test_compile_writes_an_artifact_and_says_so(tmp_path):
+    code, out, err = run("compile", *MODEL, "-o", tmp_path / "a")
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path / "a")) == ["manifest.json", "model.ir", "weights.npz"]
+    assert err.startswith("compiled spikingformer_cifar for intsim: ")
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["input_shape"] == [1, 1, 8, 8] and manifest["timesteps"] == 2
+    assert {layer["accumulation"] for layer in manifest["ranges"] if "accumulation" in layer} <= {"float32", "float64",
+                                                                                                  "int64"}
+
+
+def test_a_failing_compile_leaves_no_directory(tmp_path):
+    code, _, err = run("compile", *MODEL, "--input-shape", "1,3,8,8", "-o", tmp_path / "a")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("spikec: error: the model failed on an input of shape [1, 3, 8, 8]: ")
+    assert os.listdir(tmp_path) == []
+
+
+def test_simulate_compares_backends_as_json(data):
+    code, out, err = run("simulate", *MODEL, "--backend", "torch,float,intsim", "--data", data, "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["version"] == 1 and report["samples"] == 10
+    assert set(report["backends"]) == {"torch", "float", "intsim"}
+    assert set(report["backends"]["intsim"]) == {"accuracy", "samples", "seconds"}
+    assert set(report["agreement"]) == {"torch/float", "torch/intsim", "float/intsim"}
+    assert report["agreement"]["torch/float"] == 1.0
+    assert [layer["module"] for layer in report["layers"]][:2] == ["patch_embed.block1_lif", "patch_embed.block2_lif"]
+
+
+def test_simulate_runs_an_artifact_on_intsim(tmp_path, data):
+    assert run("compile", *MODEL, "-o", tmp_path / "a")[0] == 0
+    code, out, err = run("simulate", tmp_path / "a", "--backend", "intsim", "--data", data)
+    assert code == 0, err
+    assert out.startswith("model spikingformer_cifar: 10 samples\n  intsim  accuracy")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "torch,lava"], "--backend takes distinct names from torch, float, intsim, got 'torch,lava'"),
+    (["--backend", "torch,torch"], "--backend takes distinct names from torch, float, intsim, got 'torch,torch'"),
+])
+def test_bad_backend_lists(data, args, message):
+    code, _, err = run("simulate", *MODEL, "--data", data, *args)
+    assert code == 2 and err == f"spikec: error: {message}\n"
+
+
+def test_data_of_the_wrong_shape(tmp_path):
+    path = tmp_path / "wrong.npz"
+    np.savez(path, x=np.zeros((4, 3, 8, 8), np.float32))
+    code, _, err = run("simulate", *MODEL, "--data", path)
+    assert code == 2
+    assert err == "spikec: error: the data's samples have shape [3, 8, 8] but spikingformer_cifar takes [1, 8, 8]\n"
+
+
+def test_an_artifact_cannot_run_on_torch(tmp_path, data):
+    run("compile", *MODEL, "-o", tmp_path / "a")
+    code, _, err = run("simulate", tmp_path / "a", "--backend", "torch,intsim", "--data", data)
+    assert code == 2
+    assert err == f"spikec: error: {tmp_path / 'a'} is a compiled artifact: it runs on intsim only (--backend intsim)\n"
