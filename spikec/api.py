@@ -8,8 +8,6 @@ domain; one that does not is a bug in the analysis (``Report.disagreements``).
 
 from __future__ import annotations
 
-import os
-import zipfile
 from typing import Iterator
 
 import numpy as np
@@ -86,25 +84,10 @@ def verify_graph(graph: Graph, *, strict: bool = False, observe: int = 0, data=N
 
 
 def load_data(path: str) -> np.ndarray:
-    """The array ``x`` of a ``.npz`` file, or an :class:`InputError` saying what is wrong."""
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path} is a directory, not a .npz file")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path} is not a .npz file (numpy cannot read it: {type(exc).__name__})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise InputError(f"{path} holds one array, not a .npz archive; save inputs with np.savez(path, x=...)")
-    with loaded:
-        if "x" not in loaded.files:
-            names = ", ".join(loaded.files) or "none"
-            raise InputError(f"{path} has no array 'x' (it has: {names}); save inputs with np.savez(path, x=...)")
-        try:
-            x = loaded["x"]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise InputError(f"{path}: array x cannot be read ({type(exc).__name__}: {exc})") from None
+    """The array ``x`` of a ``.npz`` file (:func:`spikec.datasets.load_npz_data`), which must hold numbers."""
+    from spikec.datasets import load_npz_data
+
+    x, _ = load_npz_data(path)
     if x.dtype.kind not in "biuf":
         raise InputError(f"{path}: x has dtype {x.dtype}; inputs must be numbers")
     return x

@@ -5,89 +5,15 @@ Exit codes: 0 success, 1 checks found problems, 2 bad input or usage, 3 internal
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-import traceback
 
 import click
 
 from spikec import __version__
-from spikec.errors import InputError, PassError, SpikecError
-
-EXIT_INTERNAL = 3
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"spikec: error: {message}", err=True)
-    sys.exit(code)
-
-
-def _handle_errors(command):
-    """Map spikec's exceptions to exit codes with one clear message; tracebacks only with --debug."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        debug = click.get_current_context().find_root().params.get("debug", False)
-        try:
-            return command(*args, **kwargs)
-        except SpikecError as exc:
-            if debug:
-                traceback.print_exc()
-            _fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except Exception as exc:  # a bug in spikec, not in the user's input
-            if debug:
-                traceback.print_exc()
-            _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                  EXIT_INTERNAL)
-
-    return wrapper
-
-
-def _parse_model_args(text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--model-args is not valid JSON: {exc.msg} at character {exc.pos}") from None
-    if not isinstance(value, dict):
-        raise InputError("--model-args must be a JSON object, e.g. '{\"depth\": 2}'")
-    return value
-
-
-def model_options(command):
-    """The options every command that reads a model shares."""
-    options = [
-        click.argument("checkpoint", required=False, metavar="[MODEL]"),
-        click.option("--model", "model_ref", metavar="FILE.py:NAME|module:NAME",
-                     help="Build the model from your own code (NAME is a class or factory)."),
-        click.option("--arch", metavar="NAME", help="Build a zoo architecture (see `spikec zoo`)."),
-        click.option("--model-args", metavar="JSON", help="Keyword arguments for --model or config for --arch."),
-        click.option("--weights", metavar="FILE", type=click.Path(),
-                     help="State dict for --model/--arch (raw, or under 'state_dict'/'model' as timm saves)."),
-        click.option("--allow-pickle", is_flag=True,
-                     help="Allow a checkpoint that pickles Python objects (runs code from the file!)."),
-        click.option("--input-shape", metavar="B,...", help="Shape the model's forward takes, e.g. 1,3,32,32."),
-        click.option("--timesteps", "-T", type=click.IntRange(min=1), help="Time steps T of a zoo model."),
-        click.option("--input-layout", type=click.Choice(["B", "TB"]), default="B", show_default=True,
-                     help="B: forward takes [B, ...] and encodes over time itself; TB: it takes [T, B, ...]."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps, input_layout):
-    from spikec.frontends.torch import ModelSource, parse_shape
-
-    return ModelSource(checkpoint=checkpoint, model=model_ref, arch=arch, model_args=_parse_model_args(model_args),
-                       weights=weights, allow_pickle=allow_pickle,
-                       input_shape=parse_shape(input_shape) if input_shape else None,
-                       timesteps=timesteps, input_layout=input_layout)
-
+from spikec.cli_common import handle_errors, model_options, model_source
+from spikec.cli_numerics import compile_command, simulate_command
+from spikec.errors import InputError, PassError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="spikec")
@@ -105,7 +31,7 @@ def main(debug: bool) -> None:
 @model_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random example input.")
-@_handle_errors
+@handle_errors
 def inspect(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps, input_layout,
             fmt, seed):
     """Trace MODEL and print its IR, a layer table and its parameter count.
@@ -122,7 +48,7 @@ def inspect(checkpoint, model_ref, arch, model_args, weights, allow_pickle, inpu
     from spikec.frontends.torch import trace_source
     from spikec.inspect import inspect_graph
 
-    source = _source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
+    source = model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
                      input_layout)
     loaded, traced = trace_source(source, seed)
     report = inspect_graph(traced.graph, loaded.name, loaded.input_shape, loaded.input_layout)
@@ -168,7 +94,7 @@ def _check_observations(report) -> None:
 @click.option("--data", "data_path", metavar="FILE.npz",
               help="Inputs for --observe: array x, inputs stacked along the batch axis (default: random inputs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@_handle_errors
+@handle_errors
 def verify(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps, input_layout,
            spike_driven, strict, fmt, fail_on, exit_zero, observe, data_path, seed):
     """Check MODEL: with --spike-driven, that no weight is multiplied by a non-binary activation.
@@ -190,7 +116,7 @@ def verify(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input
     if not spike_driven:
         raise InputError("name the check to run, e.g. spikec verify --spike-driven MODEL")
     data = load_data(data_path) if data_path else None
-    source = _source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
+    source = model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
                      input_layout)
     _, traced = trace_source(source, seed)
     report = verify_graph(traced.graph, strict=strict, observe=observe, data=data, seed=seed,
@@ -202,7 +128,7 @@ def verify(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input
 
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@_handle_errors
+@handle_errors
 def zoo(fmt):
     """List the zoo architectures, their defaults and the input shape each takes.
 
@@ -223,14 +149,8 @@ def zoo(fmt):
         click.echo(f"{e.name:24} {e.summary}\n{'':24} input {list(default_input_shape(e.name))}; {defaults}")
 
 
-def _register_numerics_commands() -> None:
-    from spikec.cli_numerics import compile_command, simulate_command
-
-    main.add_command(compile_command)
-    main.add_command(simulate_command)
-
-
-_register_numerics_commands()
+main.add_command(compile_command)
+main.add_command(simulate_command)
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ import sys
 import click
 import numpy as np
 
-from spikec.cli import _handle_errors, _source, model_options
+from spikec.cli_common import handle_errors, model_options, model_source
 from spikec.errors import InputError
 
 __all__ = ["compile_command", "simulate_command"]
@@ -45,7 +45,7 @@ def _compile_source(source, seed: int, input_exp: int, allow_saturation: bool):
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(), help="Artifact directory to write.")
 @_quantize_options
 @click.option("--explain", is_flag=True, help="Say why each fold that did not happen did not.")
-@_handle_errors
+@handle_errors
 def compile_command(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
                     input_layout, target, out_dir, input_exp, allow_saturation, explain):
     """Compile MODEL to integers with Lava's fixed-point rules and write an artifact directory.
@@ -58,7 +58,7 @@ def compile_command(checkpoint, model_ref, arch, model_args, weights, allow_pick
       spikec compile examples/digits/checkpoints/spikingformer-cifar.pt -o out/digits
       spikec compile --arch spikformer-cifar --model-args '{"depth": 2}' -o out/spikformer
     """
-    source = _source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
+    source = model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
                      input_layout)
     _, compiled = _compile_source(source, 0, input_exp, allow_saturation)
     compiled.write(out_dir)
@@ -101,7 +101,7 @@ def _check_shape(x: np.ndarray, input_shape, what: str) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @_quantize_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@_handle_errors
+@handle_errors
 def simulate_command(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
                      input_layout, backends, data, limit, batch_size, input_exp, allow_saturation, fmt):
     """Run MODEL (a model, or a directory written by `spikec compile`) on data with several backends.
@@ -131,7 +131,7 @@ def simulate_command(checkpoint, model_ref, arch, model_args, weights, allow_pic
         _check_shape(x, compiled.input_shape, checkpoint)
         name = compiled.name
     else:
-        source = _source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
+        source = model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
                          input_layout)
         loaded, compiled = _compile_source(source, 0, input_exp, allow_saturation)
         _check_shape(x, loaded.input_shape, loaded.name)

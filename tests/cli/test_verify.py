@@ -138,7 +138,7 @@ def test_a_static_observed_disagreement_is_an_internal_error(monkeypatch, tmp_pa
     result = run("--spike-driven", "--model", f"{MODELS}:IntProducts", "--input-shape", "1,4,8", "--data", str(path))
     assert result.exit_code == 3
     assert "outside the static domain (a spikec bug: please report it)" in result.stdout
-    assert result.stderr.startswith("spikec: error: value-domains: matmul (verify_models.py:26) saw values in [0, ")
+    assert result.stderr.startswith("spikec: error: value-domains: matmul (tests/passes/verify_models.py:26) saw values in [0, ")
     assert result.stderr.endswith("outside its static domain spike; this is a bug in spikec's analysis, "
                                   "please report it\n")
 

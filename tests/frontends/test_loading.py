@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 
 import pytest
 import torch
@@ -134,9 +133,9 @@ def test_pickled_module_is_refused_unless_allowed(tmp_path):
 
 def test_unknown_neuron_and_unsupported_ops_are_reported_together(tmp_path):
     code = tmp_path / "weird.py"
-    shutil.copy(SJ_MODEL, tmp_path / "sj_model.py")
     code.write_text(
-        "import torch\n"
+        "import sys, torch\n"
+        f"sys.path.insert(0, {FIXTURES!r})\n"
         "from sj_model import WithParametricLIF\n"
         "class Weird(WithParametricLIF):\n"
         "    def forward(self, x):\n"
@@ -145,11 +144,11 @@ def test_unknown_neuron_and_unsupported_ops_are_reported_together(tmp_path):
     message = _error(ModelSource(model=f"{code}:Weird", input_shape=(1, 3, 8, 8)))
     lines = message.splitlines()
     assert lines[0] == "cannot trace Weird: 3 problem(s)"
-    assert lines[1] == ("sj_model.py:62: error in proj_lif: unknown stateful module "
+    assert lines[1] == ("tests/fixtures/sj_model.py:62: error in proj_lif: unknown stateful module "
                         "spikingjelly.clock_driven.neuron.MultiStepParametricLIFNode; spikec recognises spikec.nn "
                         "neurons and spikingjelly LIF/IF nodes")
-    assert lines[2] == "weird.py:6: error: unsupported op torch.relu on a traced tensor"
-    assert lines[3] == "weird.py:6: error: unsupported op torch.cat on a traced tensor"
+    assert lines[2] == "weird.py:7: error: unsupported op torch.relu on a traced tensor"
+    assert lines[3] == "weird.py:7: error: unsupported op torch.cat on a traced tensor"
 
 
 @pytest.mark.parametrize("reference, message", [

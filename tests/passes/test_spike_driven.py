@@ -139,7 +139,7 @@ def test_pooled_spikes_are_sd004_and_analog_maxpool_is_sd005():
     assert [(f.severity, f.rule, f.module) for f in report.findings] == [
         ("note", "SD002", "conv"), ("error", "SD004", "conv2"), ("warning", "SD005", "maxpool"),
         ("note", "SD002", "head")]
-    assert "that avgpool at verify_models.py:" in report.findings[1].message
+    assert "that avgpool at tests/passes/verify_models.py:" in report.findings[1].message
 
 
 def test_findings_come_in_execution_order():

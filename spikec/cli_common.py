@@ -1,0 +1,90 @@
+"""What every ``spikec`` command shares: error handling with exit codes, and the model options.
+
+Exit codes (DESIGN §8): 0 success, 1 checks found problems, 2 bad input or usage, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+
+import click
+
+from spikec.errors import InputError, SpikecError
+
+__all__ = ["EXIT_INTERNAL", "handle_errors", "model_options", "model_source", "parse_model_args"]
+
+EXIT_INTERNAL = 3
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"spikec: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(command):
+    """Map spikec's exceptions to exit codes with one clear message; tracebacks only with --debug."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return command(*args, **kwargs)
+        except SpikecError as exc:
+            if debug:
+                traceback.print_exc()
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # a bug in spikec, not in the user's input
+            if debug:
+                traceback.print_exc()
+            _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                  EXIT_INTERNAL)
+
+    return wrapper
+
+
+def parse_model_args(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--model-args is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(value, dict):
+        raise InputError("--model-args must be a JSON object, e.g. '{\"depth\": 2}'")
+    return value
+
+
+def model_options(command):
+    """The options every command that reads a model shares."""
+    options = [
+        click.argument("checkpoint", required=False, metavar="[MODEL]"),
+        click.option("--model", "model_ref", metavar="FILE.py:NAME|module:NAME",
+                     help="Build the model from your own code (NAME is a class or factory)."),
+        click.option("--arch", metavar="NAME", help="Build a zoo architecture (see `spikec zoo`)."),
+        click.option("--model-args", metavar="JSON", help="Keyword arguments for --model or config for --arch."),
+        click.option("--weights", metavar="FILE", type=click.Path(),
+                     help="State dict for --model/--arch (raw, or under 'state_dict'/'model' as timm saves)."),
+        click.option("--allow-pickle", is_flag=True,
+                     help="Allow a checkpoint that pickles Python objects (runs code from the file!)."),
+        click.option("--input-shape", metavar="B,...", help="Shape the model's forward takes, e.g. 1,3,32,32."),
+        click.option("--timesteps", "-T", type=click.IntRange(min=1), help="Time steps T of a zoo model."),
+        click.option("--input-layout", type=click.Choice(["B", "TB"]), default="B", show_default=True,
+                     help="B: forward takes [B, ...] and encodes over time itself; TB: it takes [T, B, ...]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps, input_layout):
+    from spikec.frontends.torch import ModelSource, parse_shape
+
+    return ModelSource(checkpoint=checkpoint, model=model_ref, arch=arch, model_args=parse_model_args(model_args),
+                       weights=weights, allow_pickle=allow_pickle,
+                       input_shape=parse_shape(input_shape) if input_shape else None,
+                       timesteps=timesteps, input_layout=input_layout)
