@@ -15,9 +15,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The digits Spikingformer: check it is spike-driven, compile it to Lava fixed point, and run the digits
+# test split on PyTorch and on the integer simulator side by side. Digits pixels are multiples of 1/16,
+# so --input-exp 4 quantizes the input exactly.
+DEMO_MODEL := examples/digits/checkpoints/spikingformer-cifar.pt
+
 demo: $(STAMP)
-	$(VENV)/bin/spikec zoo
-	$(VENV)/bin/spikec inspect --arch spikingformer-cifar --model-args '{"depth": 2, "embed_dim": 64, "num_heads": 4}' -T 4
+	$(VENV)/bin/spikec verify --spike-driven $(DEMO_MODEL)
+	$(VENV)/bin/spikec compile $(DEMO_MODEL) --input-exp 4 -o out/digits-spikingformer
+	$(VENV)/bin/spikec simulate $(DEMO_MODEL) --input-exp 4 --backend torch,intsim
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
