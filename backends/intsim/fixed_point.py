@@ -72,6 +72,9 @@ def shift_floor(x: np.ndarray, exp) -> np.ndarray:
     ``bias_exp``. So ``-3`` with ``exp = -1`` gives ``-2``, not ``-1``.
     """
     x = np.asarray(x, dtype=np.int64)
+    if np.ndim(exp) == 0:  # one exponent for the whole array (a Dense's weight_exp): one pass, not three
+        exp = int(exp)
+        return x << exp if exp >= 0 else x >> -exp
     exp = np.asarray(exp, dtype=np.int64)
     return np.where(exp >= 0, x << np.maximum(exp, 0), x >> np.maximum(-exp, 0))
 

@@ -36,7 +36,7 @@ from spikec.backends.intsim.kernels import (LifParams, LifState, conv, conv_weig
 from spikec.errors import InputError, SpikecError
 from spikec.ir import Graph, Node
 
-__all__ = ["run_intsim", "IntRun", "INT_RULES", "exact_dtype"]
+__all__ = ["run_intsim", "IntRun", "INT_RULES", "exact_dtype", "lif_no_current_memory"]
 
 _FLOAT32_EXACT = 2 ** 24
 _FLOAT64_EXACT = 2 ** 53
@@ -57,10 +57,14 @@ def _peak(a: np.ndarray) -> int:
 
 
 def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` of integer arrays, exactly: in the float type :func:`exact_dtype` allows (its results are
+    exact integers, so the cast back loses nothing), else in int64."""
     dtype = exact_dtype(_peak(a) * _peak(b) * a.shape[-1])
     if dtype is None:
         return np.matmul(a, b)
-    return np.rint(np.matmul(a.astype(dtype), b.astype(dtype))).astype(np.int64)
+    product = torch.matmul(torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)),
+                           torch.from_numpy(np.ascontiguousarray(b, dtype=dtype)))
+    return product.numpy().astype(np.int64)
 
 
 def _quantize(node, inputs):
@@ -81,7 +85,7 @@ def _qconv2d(node, inputs):
         flat = torch.from_numpy(x.reshape(T * B, *x.shape[2:]).astype(dtype))
         out = F.conv2d(flat, torch.from_numpy(w.astype(dtype)), None, a["stride"], a["padding"], a["dilation"],
                        a["groups"])
-        y = wrap24(np.rint(out.numpy()).astype(np.int64))
+        y = wrap24(out.numpy().astype(np.int64))
     else:
         lava = conv(image_from_torch(x.reshape(T * B, *x.shape[2:])), conv_weight_from_torch(w),
                     stride=xy_from_hw(a["stride"]), padding=xy_from_hw(a["padding"]),
@@ -117,12 +121,43 @@ def _qdense(node, inputs):
 
 
 def _qlif(node, inputs):
+    """Lava's LIF over the time axis: the fused form when ``du = 4095`` (what quantization emits), else
+    the kernel's :func:`.kernels.lif_step` itself."""
     (x,), a = inputs, node.attrs
+    if a["du"] == 4095:
+        return lif_no_current_memory(x, a["dv"], a["vth"])
     params = LifParams(du=a["du"], dv=a["dv"], vth=a["vth"])
     state = LifState.zeros(x.shape[1:])
     spikes = np.empty_like(x)
     for t in range(x.shape[0]):
         state, fired = lif_step(state, x[t], params, time_step=t + 1)
+        spikes[t] = fired
+    return spikes
+
+
+def lif_no_current_memory(x: np.ndarray, dv: int, vth: int) -> np.ndarray:
+    """:func:`.kernels.lif_step` for ``du = 4095`` and no bias, fused over the time axis of ``x``.
+
+    ``du = 4095`` zeroes the current's memory (``u * (4096 - 4096) = 0``), so each step ``u`` is
+    ``wrap24_once(a << 6)`` with the shift in int32. The decay ``v * (4096 - dv)`` is formed in int64 and
+    shifted toward zero as ``(p + ((p >> 63) & 4095)) >> 12`` (adding 4095 to a negative product first makes
+    the floor shift round toward zero); the sum wraps in int32 and saturates to ±(2**23 - 1). Identical to
+    the kernel (tests/backends/test_intsim_rules.py), with fewer passes over memory.
+    """
+    threshold = vth << 6
+    limit = 2 ** 23
+    keep = 4096 - dv
+    v = np.zeros(x.shape[1:], dtype=np.int64)
+    spikes = np.empty(x.shape, dtype=np.int64)
+    for t in range(x.shape[0]):
+        u = x[t].astype(np.int32) << np.int32(6)
+        u = np.where(u > limit, u - 2 * limit, np.where(u <= -limit, u + 2 * limit, u)).astype(np.int64)
+        product = v * keep
+        v = ((product + ((product >> 63) & 4095)) >> 12) + u
+        v = ((v + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31
+        np.clip(v, -(limit - 1), limit - 1, out=v)
+        fired = v > threshold
+        v[fired] = 0
         spikes[t] = fired
     return spikes
 

@@ -54,3 +54,20 @@ def test_qdense_equals_lava_dense(seed, graded, magnitude, weight_exp, fan_in):
     got = INT_RULES["qdense"](_node("qdense", x.shape, attrs), [x])
     expected = dense(x.reshape(-1, fan_in), w, weight_exp, graded=graded).reshape(2, 3, 5)
     assert np.array_equal(got, expected)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), dv=st.sampled_from([0, 1, 1024, 2048, 2731, 4095]),
+       vth=st.sampled_from([0, 1, 100, 4095, 2 ** 17 - 1]), magnitude=st.sampled_from([10, 2 ** 16, 2 ** 20, 2 ** 31 - 1]))
+def test_fused_lif_equals_the_lava_kernel(seed, dv, vth, magnitude):
+    from spikec.backends.intsim.interpreter import lif_no_current_memory
+    from spikec.backends.intsim.kernels import LifParams, LifState, lif_step
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-magnitude, magnitude, size=(6, 3, 17), endpoint=True)
+    params, state = LifParams(du=4095, dv=dv, vth=vth), LifState.zeros((3, 17))
+    expected = []
+    for t in range(6):
+        state, fired = lif_step(state, x[t], params, time_step=t + 1)
+        expected.append(fired)
+    assert np.array_equal(lif_no_current_memory(x, dv, vth), np.stack(expected).astype(np.int64))
