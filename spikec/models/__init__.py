@@ -12,11 +12,13 @@ import dataclasses
 import inspect
 from typing import Callable
 
+import torch
 from torch import nn
 
 from spikec.errors import InputError
 
-__all__ = ["ZooEntry", "register", "build_model", "zoo_names", "zoo_entry", "default_input_shape"]
+__all__ = ["ZooEntry", "register", "build_model", "zoo_names", "zoo_entry", "default_input_shape",
+           "image_input_shape", "event_input_shape", "time_major_input"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,3 +90,22 @@ def default_input_shape(name: str, config: dict | None = None, batch: int = 1) -
     """The input shape ``forward`` takes for ``name`` built with ``config``, batch first (or [B, T, ...])."""
     entry = zoo_entry(name)
     return (batch, *entry.input_shape(_full_config(entry, dict(config or {}))))
+
+
+def image_input_shape(cfg: dict) -> tuple[int, ...]:
+    """Per-sample input of an image model: ``(in_channels, img_size, img_size)``."""
+    return (cfg["in_channels"], cfg["img_size"], cfg["img_size"])
+
+
+def event_input_shape(cfg: dict) -> tuple[int, ...]:
+    """Per-sample input of an event-frame (DVS) model: ``(T, in_channels, img_size, img_size)``."""
+    return (cfg["T"], cfg["in_channels"], cfg["img_size"], cfg["img_size"])
+
+
+def time_major_input(x: torch.Tensor, T: int, event_input: bool) -> torch.Tensor:
+    """The ``[T, B, C, H, W]`` sequence a zoo model runs on, as the official forwards make it: event frames
+    ``[B, T, C, H, W]`` are moved time-first; an image ``[B, C, H, W]`` is repeated over ``T`` steps
+    (direct encoding)."""
+    if event_input:
+        return x.permute(1, 0, 2, 3, 4)
+    return x.unsqueeze(0).repeat(T, 1, 1, 1, 1)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikec.models import register
+from spikec.models import event_input_shape, image_input_shape, register, time_major_input
 from spikec.nn import MultiStepLIF
 
 __all__ = ["SpikeDrivenTransformer", "sdt_cifar", "sdt_imagenet", "sdt_dvs"]
@@ -255,23 +255,14 @@ class SpikeDrivenTransformer(nn.Module):
         return x.flatten(3).mean(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.event_input:
-            x = x.permute(1, 0, 2, 3, 4)  # [B, T, C, H, W] -> [T, B, C, H, W]
-        else:
-            x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        x = time_major_input(x, self.T, self.event_input)
         x = self.head_lif(self.forward_features(x))
         return self.head(x).mean(0)
 
 
-def _image_shape(cfg: dict) -> tuple[int, ...]:
-    return (cfg["in_channels"], cfg["img_size"], cfg["img_size"])
 
 
-def _event_shape(cfg: dict) -> tuple[int, ...]:
-    return (cfg["T"], cfg["in_channels"], cfg["img_size"], cfg["img_size"])
-
-
-@register("sdt-cifar", "sdt", _image_shape,
+@register("sdt-cifar", "sdt", image_input_shape,
           "Spike-driven Transformer CIFAR-10/100 (2-512, T=4, pooling 0011): SDSA, MS residual, 8x8 tokens")
 def sdt_cifar(img_size: int = 32, in_channels: int = 3, num_classes: int = 10, embed_dim: int = 512,
               num_heads: int = 8, mlp_ratio: float = 4, depth: int = 2, T: int = 4, tau: float = 2.0,
@@ -281,7 +272,7 @@ def sdt_cifar(img_size: int = 32, in_channels: int = 3, num_classes: int = 10, e
                                   tau, pooling_stat, dvs_mode, event_input=False)
 
 
-@register("sdt-imagenet", "sdt", _image_shape,
+@register("sdt-imagenet", "sdt", image_input_shape,
           "Spike-driven Transformer ImageNet (8-512, T=4, pooling 1111): SDSA, MS residual, 14x14 tokens")
 def sdt_imagenet(img_size: int = 224, in_channels: int = 3, num_classes: int = 1000, embed_dim: int = 512,
                  num_heads: int = 8, mlp_ratio: float = 4, depth: int = 8, T: int = 4, tau: float = 2.0,
@@ -291,7 +282,7 @@ def sdt_imagenet(img_size: int = 224, in_channels: int = 3, num_classes: int = 1
                                   tau, pooling_stat, dvs_mode, event_input=False)
 
 
-@register("sdt-dvs", "sdt", _event_shape,
+@register("sdt-dvs", "sdt", event_input_shape,
           "Spike-driven Transformer CIFAR10-DVS (2-256, T=10, pooling 0011, Erode): input [B, T, 2, 64, 64]")
 def sdt_dvs(img_size: int = 64, in_channels: int = 2, num_classes: int = 10, embed_dim: int = 256,
             num_heads: int = 8, mlp_ratio: float = 4, depth: int = 2, T: int = 10, tau: float = 2.0,

@@ -43,7 +43,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from spikec.models import register
+from spikec.models import event_input_shape, image_input_shape, register, time_major_input
 from spikec.nn import MultiStepLIF, iand
 
 __all__ = ["Spikformer", "SPS", "LinearSSA", "ConvSSA", "LinearMLP", "ConvMLP", "Block",
@@ -406,23 +406,14 @@ class Spikformer(nn.Module):
         return x.flatten(3).mean(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.event_input:
-            x = x.permute(1, 0, 2, 3, 4)  # [B, T, C, H, W] -> [T, B, C, H, W]
-        else:
-            x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        x = time_major_input(x, self.T, self.event_input)
         x = self.forward_features(x)
         return self.head(x.mean(0))
 
 
-def image_shape(cfg: dict) -> tuple[int, ...]:
-    return (cfg["in_channels"], cfg["img_size"], cfg["img_size"])
 
 
-def event_shape(cfg: dict) -> tuple[int, ...]:
-    return (cfg["T"], cfg["in_channels"], cfg["img_size"], cfg["img_size"])
-
-
-@register("spikformer-cifar", "spikformer", image_shape,
+@register("spikformer-cifar", "spikformer", image_input_shape,
           "Spikformer CIFAR-10/100 (4-384, T=4): SPS with 2 pools (32x32 -> 8x8 tokens), Linear SSA, SEW residual")
 def spikformer_cifar(img_size: int = 32, in_channels: int = 3, num_classes: int = 10, embed_dim: int = 384,
                      num_heads: int = 12, mlp_ratio: float = 4, depth: int = 4, T: int = 4, tau: float = 2.0,
@@ -432,7 +423,7 @@ def spikformer_cifar(img_size: int = 32, in_channels: int = 3, num_classes: int 
                       residual)
 
 
-@register("spikformer-imagenet", "spikformer", image_shape,
+@register("spikformer-imagenet", "spikformer", image_input_shape,
           "Spikformer ImageNet (8-512, T=4): SPS with 4 pools (224 -> 14x14 tokens), q@(k^T v) SSA, SEW residual")
 def spikformer_imagenet(img_size: int = 224, in_channels: int = 3, num_classes: int = 1000, embed_dim: int = 512,
                         num_heads: int = 8, mlp_ratio: float = 4, depth: int = 8, T: int = 4, tau: float = 2.0,
@@ -442,7 +433,7 @@ def spikformer_imagenet(img_size: int = 224, in_channels: int = 3, num_classes: 
                       tau, residual)
 
 
-@register("spikformer-dvs", "spikformer", event_shape,
+@register("spikformer-dvs", "spikformer", event_input_shape,
           "Spikformer CIFAR10-DVS (2-256, 16 heads, T=16): input [B, T, 2, 128, 128] event frames, scale 0.25")
 def spikformer_dvs(img_size: int = 128, in_channels: int = 2, num_classes: int = 10, embed_dim: int = 256,
                    num_heads: int = 16, mlp_ratio: float = 4, depth: int = 2, T: int = 16, tau: float = 2.0,

@@ -46,8 +46,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikec.models import register
-from spikec.models.spikformer import (VARIANTS, SPS, ConvMLP, ConvSSA, _suffix, check_config, image_shape,
+from spikec.models import image_input_shape, register, time_major_input
+from spikec.models.spikformer import (VARIANTS, SPS, ConvMLP, ConvSSA, _suffix, check_config,
                                       init_weights, merge)
 
 __all__ = ["SCS", "BlockV2", "SpikformerV2", "spikformer_v2"]
@@ -112,12 +112,12 @@ class SpikformerV2(nn.Module):
         return x.flatten(3).mean(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        x = time_major_input(x, self.T, False)
         x = self.forward_features(x)
         return self.head(x.mean(0))
 
 
-@register("spikformer-v2", "spikformer-v2", image_shape,
+@register("spikformer-v2", "spikformer-v2", image_input_shape,
           "Spikformer V2 ImageNet (8-512, T=4): Spikformer with our reconstruction of the SCS stem "
           "(SPS + one conv-BN-LIF per stage); no official code, names are ours")
 def spikformer_v2(img_size: int = 224, in_channels: int = 3, num_classes: int = 1000, embed_dim: int = 512,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikec.models import register
+from spikec.models import event_input_shape, image_input_shape, register, time_major_input
 from spikec.nn import MultiStepLIF
 
 __all__ = ["Spikingformer", "spikingformer_cifar", "spikingformer_imagenet", "spikingformer_dvs"]
@@ -268,23 +268,14 @@ class Spikingformer(nn.Module):
         return x.flatten(3).mean(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.event_input:
-            x = x.permute(1, 0, 2, 3, 4)  # [B, T, C, H, W] -> [T, B, C, H, W]
-        else:
-            x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        x = time_major_input(x, self.T, self.event_input)
         x = self.forward_features(x)
         return self.head(x.mean(0))
 
 
-def _image_shape(cfg: dict) -> tuple[int, ...]:
-    return (cfg["in_channels"], cfg["img_size"], cfg["img_size"])
 
 
-def _event_shape(cfg: dict) -> tuple[int, ...]:
-    return (cfg["T"], cfg["in_channels"], cfg["img_size"], cfg["img_size"])
-
-
-@register("spikingformer-cifar", "spikingformer", _image_shape,
+@register("spikingformer-cifar", "spikingformer", image_input_shape,
           "Spikingformer CIFAR-10/100 (4-384, T=4): pre-LIF SSA, MS residual, 32x32 -> 8x8 tokens")
 def spikingformer_cifar(img_size: int = 32, in_channels: int = 3, num_classes: int = 10, embed_dim: int = 384,
                         num_heads: int = 12, mlp_ratio: float = 4, depth: int = 4, T: int = 4,
@@ -294,7 +285,7 @@ def spikingformer_cifar(img_size: int = 32, in_channels: int = 3, num_classes: i
                          tau, norm_eps=1e-5)
 
 
-@register("spikingformer-imagenet", "spikingformer", _image_shape,
+@register("spikingformer-imagenet", "spikingformer", image_input_shape,
           "Spikingformer ImageNet (8-768, T=4): 4-pool tokenizer, q@(k^T v) attention, 224 -> 14x14 tokens")
 def spikingformer_imagenet(img_size: int = 224, in_channels: int = 3, num_classes: int = 1000,
                            embed_dim: int = 768, num_heads: int = 8, mlp_ratio: float = 4, depth: int = 8,
@@ -304,7 +295,7 @@ def spikingformer_imagenet(img_size: int = 224, in_channels: int = 3, num_classe
                          T, tau, norm_eps=1e-5)
 
 
-@register("spikingformer-dvs", "spikingformer", _event_shape,
+@register("spikingformer-dvs", "spikingformer", event_input_shape,
           "Spikingformer CIFAR10-DVS (2-256, 16 heads, T=16, tau=1.5): input [B, T, 2, 128, 128] event frames")
 def spikingformer_dvs(img_size: int = 128, in_channels: int = 2, num_classes: int = 10, embed_dim: int = 256,
                       num_heads: int = 16, mlp_ratio: float = 4, depth: int = 2, T: int = 16,
