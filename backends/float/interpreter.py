@@ -5,8 +5,7 @@ model's output exactly: each op makes the same torch call the model made, on the
 runs on the time-merged batch ``[T*B, C, H, W]``, a neuron on ``[T, B, ...]`` with :mod:`spikec.nn`'s
 arithmetic, which is spikingjelly's). The batch size may differ from the one the graph was traced with.
 
-Rules are a table keyed by op name (``EVAL_RULES``); every op in the registry has one. Values are freed
-after their last use unless ``keep_values`` asks for them (e.g. to compare per-layer spikes).
+Rules are a table keyed by op name (``EVAL_RULES``) for the shared loop of :mod:`spikec.ir.interpret`.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 import spikec.nn as snn
-from spikec.errors import InputError, SpikecError
 from spikec.ir import Graph, Node
+from spikec.ir.interpret import Run, interpret
 
-__all__ = ["run_float", "EVAL_RULES", "FloatRun"]
+__all__ = ["run_float", "EVAL_RULES"]
 
 Rule = Callable[[Node, list[torch.Tensor]], torch.Tensor]
 
@@ -105,7 +104,7 @@ def _reduce(fn):
 
 
 def _mean_rule(node, inputs):
-    (x,), axes, keepdim = inputs, node.attrs["axes"], node.attrs["keepdim"]
+    (x,), axes = inputs, node.attrs["axes"]
     # Reduce time alone as the model did (x.mean(0) keeps no axis; the IR keeps it with length 1).
     if tuple(axes) == (0,):
         return x.mean(0, keepdim=True)
@@ -135,68 +134,13 @@ EVAL_RULES: dict[str, Rule] = {
 }
 
 
-class FloatRun:
-    """The outputs of one run and, with ``keep_values``, every node's value keyed by node."""
-
-    def __init__(self, outputs: list[torch.Tensor], values: dict[Node, torch.Tensor]):
-        self.outputs = outputs
-        self.values = values
-
-    def of(self, node: Node) -> torch.Tensor:
-        return self.values[node]
-
-
-def _last_uses(graph: Graph) -> dict[int, list[Node]]:
-    last: dict[int, Node] = {}
-    for node in graph.nodes:
-        for value in node.inputs:
-            last[id(value.producer)] = node
-    freed: dict[int, list[Node]] = {}
-    for producer_id, user in last.items():
-        freed.setdefault(id(user), []).append(producer_id)
-    return freed
-
-
-def _bind_input(node: Node, tensor: Any) -> torch.Tensor:
-    if not isinstance(tensor, torch.Tensor):
-        tensor = torch.as_tensor(np.asarray(tensor))
-    x = tensor.to(torch.float32)
-    want = node.output.type.sample_shape if node.attrs["layout"] == "B" else node.output.type.shape[2:]
-    lead = 1 if node.attrs["layout"] == "B" else 2
-    if x.dim() != lead + len(want) or tuple(x.shape[lead:]) != tuple(want):
-        expected = ["B", *want] if lead == 1 else ["T", "B", *want]
-        raise InputError(f"input {node.attrs['name']} expects shape {expected}, got {list(x.shape)}")
+def _bind_input(node: Node, data: Any) -> torch.Tensor:
+    x = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
+    x = x.to(torch.float32)
     return x.unsqueeze(0) if node.attrs["layout"] == "B" else x
 
 
-def run_float(graph: Graph, inputs: Sequence[Any], keep_values: bool = False) -> FloatRun:
+def run_float(graph: Graph, inputs: Sequence[Any], keep_values: bool = False) -> Run:
     """Run ``graph`` on ``inputs`` (one tensor per ``input`` node, in PyTorch's layout)."""
-    input_nodes = graph.input_nodes
-    if len(inputs) != len(input_nodes):
-        raise InputError(f"the graph takes {len(input_nodes)} input(s), got {len(inputs)}")
-    env: dict[int, torch.Tensor] = {}
-    kept: dict[Node, torch.Tensor] = {}
-    frees = _last_uses(graph)
-    outputs: list[torch.Tensor] = []
     with torch.no_grad():
-        for node in graph.nodes:
-            if node.op == "input":
-                result = _bind_input(node, inputs[input_nodes.index(node)])
-            elif node.op == "output":
-                args = [env[id(v.producer)] for v in node.inputs]
-                outputs = [a if keep else a.squeeze(0) for a, keep in zip(args, node.attrs["layouts"])]
-                break
-            else:
-                try:
-                    result = EVAL_RULES[node.op](node, [env[id(v.producer)] for v in node.inputs])
-                except SpikecError:
-                    raise
-                except Exception as exc:
-                    raise SpikecError(f"float interpreter failed at {node.describe()}: {exc}") from exc
-            env[id(node)] = result
-            if keep_values:
-                kept[node] = result
-            if not keep_values:
-                for producer_id in frees.get(id(node), []):
-                    env.pop(producer_id, None)
-    return FloatRun(outputs, kept)
+        return interpret(graph, inputs, EVAL_RULES, _bind_input, "float interpreter", keep_values)

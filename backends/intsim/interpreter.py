@@ -18,8 +18,7 @@ or, for ops Lava has no process for, the integer rule written here once:
     views          move elements, change nothing
     qdense (host)  exact int64 product, floor shift by weight_exp, + bias
 
-Values are int64 numpy arrays holding the stated width. The interpreter frees a value after its last use
-unless ``keep_values`` is set.
+Values are int64 numpy arrays holding the stated width; the loop is :mod:`spikec.ir.interpret`'s.
 """
 
 from __future__ import annotations
@@ -33,10 +32,10 @@ import torch.nn.functional as F
 from spikec.backends.intsim.fixed_point import shift_floor, wrap24, wrap_int32
 from spikec.backends.intsim.kernels import (LifParams, LifState, conv, conv_weight_from_torch, dense,
                                             image_from_torch, image_to_torch, lif_step, xy_from_hw)
-from spikec.errors import InputError, SpikecError
 from spikec.ir import Graph, Node
+from spikec.ir.interpret import Run, interpret
 
-__all__ = ["run_intsim", "IntRun", "INT_RULES", "exact_dtype", "lif_no_current_memory"]
+__all__ = ["run_intsim", "INT_RULES", "exact_dtype", "lif_no_current_memory"]
 
 _FLOAT32_EXACT = 2 ** 24
 _FLOAT64_EXACT = 2 ** 53
@@ -81,7 +80,6 @@ def _qconv2d(node, inputs):
     w = a["weight"]
     dtype = exact_dtype(_peak(x) * _peak(w) * int(np.prod(w.shape[1:])))
     if dtype is not None:
-        torch_dtype = torch.float32 if dtype == np.float32 else torch.float64
         flat = torch.from_numpy(x.reshape(T * B, *x.shape[2:]).astype(dtype))
         out = F.conv2d(flat, torch.from_numpy(w.astype(dtype)), None, a["stride"], a["padding"], a["dilation"],
                        a["groups"])
@@ -201,59 +199,12 @@ INT_RULES: dict[str, Callable[[Node, list[np.ndarray]], np.ndarray]] = {
 }
 
 
-class IntRun:
-    """Outputs (int64 arrays) of one run and, with ``keep_values``, every node's value."""
-
-    def __init__(self, outputs: list[np.ndarray], values: dict[Node, np.ndarray]):
-        self.outputs = outputs
-        self.values = values
-
-    def of(self, node: Node) -> np.ndarray:
-        return self.values[node]
-
-
 def _bind_input(node: Node, data: Any) -> np.ndarray:
     x = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
-    lead = 1 if node.attrs["layout"] == "B" else 2
-    want = node.output.type.shape[2:] if lead == 2 else node.output.type.sample_shape
-    if x.ndim != lead + len(want) or tuple(x.shape[lead:]) != tuple(want):
-        expected = ["B", *want] if lead == 1 else ["T", "B", *want]
-        raise InputError(f"input {node.attrs['name']} expects shape {expected}, got {list(x.shape)}")
     x = x.astype(np.float32)
-    return x[None] if lead == 1 else x
+    return x[None] if node.attrs["layout"] == "B" else x
 
 
-def run_intsim(graph: Graph, inputs: Sequence[Any], keep_values: bool = False) -> IntRun:
+def run_intsim(graph: Graph, inputs: Sequence[Any], keep_values: bool = False) -> Run:
     """Run the quantized ``graph`` on ``inputs`` (one float array per ``input`` node, PyTorch layout)."""
-    input_nodes = graph.input_nodes
-    if len(inputs) != len(input_nodes):
-        raise InputError(f"the graph takes {len(input_nodes)} input(s), got {len(inputs)}")
-    last_use: dict[int, Node] = {}
-    for node in graph.nodes:
-        for value in node.inputs:
-            last_use[id(value)] = node
-    env: dict[int, np.ndarray] = {}
-    kept: dict[Node, np.ndarray] = {}
-    outputs: list[np.ndarray] = []
-    for node in graph.nodes:
-        if node.op == "input":
-            env[id(node.output)] = _bind_input(node, inputs[input_nodes.index(node)])
-            continue
-        args = [env[id(v)] for v in node.inputs]
-        if node.op == "output":
-            outputs = [a if keep else a[0] for a, keep in zip(args, node.attrs["layouts"])]
-            break
-        rule = INT_RULES.get(node.op)
-        if rule is None:
-            raise SpikecError(f"intsim has no rule for {node.describe()}: quantize the graph first")
-        try:
-            result = rule(node, args)
-        except (ValueError, OverflowError) as exc:
-            raise SpikecError(f"intsim failed at {node.describe()}: {exc}") from exc
-        env[id(node.output)] = result
-        if keep_values:
-            kept[node] = result
-        for value in node.inputs:
-            if last_use.get(id(value)) is node and not keep_values:
-                env.pop(id(value), None)
-    return IntRun(outputs, kept)
+    return interpret(graph, inputs, INT_RULES, _bind_input, "intsim", keep_values)

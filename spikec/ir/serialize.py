@@ -25,9 +25,8 @@ import numpy as np
 
 from spikec.errors import IRError
 from spikec.ir.graph import Graph
-from spikec.ir.parser import parse_graph
 from spikec.ir.printer import weight_names
-from spikec.ir.types import Location, TensorType, numpy_dtype
+from spikec.ir.types import Location, TensorType
 
 __all__ = ["FORMAT_VERSION", "to_json", "from_json", "dumps", "loads", "to_networkx"]
 
