@@ -1,7 +1,7 @@
 """Throughput of intsim against PyTorch float, measured in one process.
 
 Models: Spikformer-4-384 CIFAR (random weights and batch-norm statistics, T=4, batch 16) and, when its
-checkpoint exists, the digits Spikingformer. For each: images per second of the PyTorch module (float32,
+checkpoint exists, the digits Spikingformer (quantized with input_exp 4, as `make demo` does). For each: images per second of the PyTorch module (float32,
 eval, no_grad) and of intsim on the compiled integer graph, over the same batches, and their ratio
 (intsim / torch; above 1 means intsim is faster). Also reported: how often the two predict the same class.
 
@@ -22,6 +22,7 @@ from spikec.backends.intsim.interpreter import run_intsim
 from spikec.compiler import compile_graph
 from spikec.frontends.torch import ModelSource, load_model, trace_module
 from spikec.models import build_model
+from spikec.passes.quantize import QuantizeOptions
 
 DIGITS = os.path.join(os.path.dirname(__file__), "..", "examples", "digits", "checkpoints", "spikingformer-cifar.pt")
 
@@ -45,8 +46,9 @@ def _best_of(repeats: int, fn) -> tuple[float, object]:
     return best, result
 
 
-def measure(name: str, model: torch.nn.Module, x: torch.Tensor, repeats: int) -> None:
-    compiled = compile_graph(trace_module(model, x[:1]).graph, name, tuple(x.shape), "B")
+def measure(name: str, model: torch.nn.Module, x: torch.Tensor, repeats: int, input_exp: int = 8) -> None:
+    options = QuantizeOptions(input_exp=input_exp)
+    compiled = compile_graph(trace_module(model, x[:1]).graph, name, tuple(x.shape), "B", options=options)
     with torch.no_grad():
         torch_seconds, logits = _best_of(repeats, lambda: model(x))
     batch = x.numpy()
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
 
         loaded = load_model(ModelSource(checkpoint=DIGITS))
         x, _ = load_digits_split("test")
-        measure("digits spikingformer", loaded.module.eval(), torch.from_numpy(x), args.repeats)
+        measure("digits spikingformer", loaded.module.eval(), torch.from_numpy(x), args.repeats, input_exp=4)
     else:
         print(f"(skipping the digits model: {DIGITS} not found)", file=sys.stderr)
     return 0
