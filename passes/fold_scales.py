@@ -49,11 +49,10 @@ def _move_below(graph: Graph, scale: Node, user: Node, inputs_from: list[Node]) 
                 user.set_input(position, removed.inputs[0])
     index = graph.nodes.index(user)
     after = graph.nodes[index + 1] if index + 1 < len(graph.nodes) else None
-    moved = graph.create_node("scale", [], {"factor": scale.attrs["factor"]}, scale.locs,
-                              output_types=[user.output.type], before=after)
-    graph.replace_all_uses(user.output, moved.output)
-    moved._inputs.append(user.output)
-    user.output.uses.append((moved, 0))
+    readers = list(user.output.uses)
+    moved = graph.create_node("scale", [user.output], {"factor": scale.attrs["factor"]}, scale.locs, before=after)
+    for reader, position in readers:
+        reader.set_input(position, moved.output)
     for removed in inputs_from:
         graph.erase(removed)
 

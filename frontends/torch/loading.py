@@ -18,6 +18,7 @@ the pickle (a whole pickled ``nn.Module``) would run code on load: it is refused
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
 import dataclasses
@@ -78,7 +79,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 _SAFE_GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("argparse", "Namespace"): __import__("argparse").Namespace,
+    ("argparse", "Namespace"): argparse.Namespace,
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch", "Size"): torch.Size,
