@@ -15,15 +15,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The digits Spikingformer: check it is spike-driven, compile it to Lava fixed point, and run the digits
-# test split on PyTorch and on the integer simulator side by side. Digits pixels are multiples of 1/16,
-# so --input-exp 4 quantizes the input exactly.
+# The digits Spikingformer end to end: check it is spike-driven; compile it for Loihi 2 (Lava processes,
+# delays, resource report); run the digits test split on PyTorch and on the integer simulator; run the
+# first 32 test images on Lava's bit-accurate CPU models and check every spike against intsim.
+# Digits pixels are multiples of 1/16, so --input-exp 4 quantizes the input exactly.
 DEMO_MODEL := examples/digits/checkpoints/spikingformer-cifar.pt
+DEMO_OUT := out/digits-spikingformer
 
 demo: $(STAMP)
 	$(VENV)/bin/spikec verify --spike-driven $(DEMO_MODEL)
-	$(VENV)/bin/spikec compile $(DEMO_MODEL) --input-exp 4 -o out/digits-spikingformer
+	$(VENV)/bin/spikec compile $(DEMO_MODEL) --input-exp 4 --target loihi2 -o $(DEMO_OUT)
 	$(VENV)/bin/spikec simulate $(DEMO_MODEL) --input-exp 4 --backend torch,intsim
+	$(VENV)/bin/spikec simulate $(DEMO_OUT) --backend lava --compare intsim --limit 32
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

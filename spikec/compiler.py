@@ -11,6 +11,10 @@ Artifact (``--target intsim``)::
                     JSON, quantization scales per layer and neuron, value ranges of every layer
     model.ir        the integer graph in the IR's text form (weights by handle)
     weights.npz     the integer weights, one array per handle
+
+``--target loihi2`` adds (``spikec.backends.lava.artifact``): the Lava process graph, delays, reset offsets,
+probes and the resource report in ``manifest.json`` under ``lava``; the neuron groups' biases in
+``weights.npz`` (``lava.*``); and ``lava_net.py``, a standalone module that builds the processes.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from spikec.passes.range_analysis import RangeReport
 __all__ = ["CompiledModel", "compile_graph", "load_artifact", "ARTIFACT_VERSION", "TARGETS"]
 
 ARTIFACT_VERSION = 1
-TARGETS = ("intsim",)
+TARGETS = ("intsim", "loihi2")
 _FILES = ("manifest.json", "model.ir", "weights.npz")
 
 
@@ -55,6 +59,7 @@ class CompiledModel:
     float_graph: Graph | None = None     # the folded float graph it was quantized from (not saved)
     skipped: list[Skip] = dataclasses.field(default_factory=list)
     manifest: dict | None = None         # as read back by load_artifact
+    lava: object | None = None           # --target loihi2: the LavaArtifact (spikec.backends.lava.artifact)
 
     @property
     def timesteps(self) -> int:
@@ -88,6 +93,7 @@ class CompiledModel:
             },
             "ranges": layer_ranges,
             "graph": json.loads(dumps(self.graph)),
+            **(self.lava.manifest() if self.lava is not None else {}),
         }
 
     def write(self, out_dir: str) -> None:
@@ -104,7 +110,13 @@ class CompiledModel:
                 f.write("\n")
             with open(os.path.join(staging, "model.ir"), "w") as f:
                 f.write(print_graph(self.graph))
-            _write_npz(os.path.join(staging, "weights.npz"), weight_table(self.graph))
+            arrays = weight_table(self.graph)
+            if self.lava is not None:
+                arrays.update(self.lava.arrays)
+                for file_name, text in self.lava.files.items():
+                    with open(os.path.join(staging, file_name), "w") as f:
+                        f.write(text)
+            _write_npz(os.path.join(staging, "weights.npz"), arrays)
             if os.path.isdir(out_dir):
                 previous = tempfile.mkdtemp(prefix=".spikec-old-", dir=parent)
                 os.rmdir(previous)
@@ -146,7 +158,12 @@ def compile_graph(graph: Graph, name: str, input_shape, input_layout: str, targe
     skipped: list[Skip] = []
     run_pipeline(graph, [FoldBatchNorm(), FoldScales(), Canonicalize()], skipped)
     integer, report, ranges = quantize_graph(graph, options)
-    return CompiledModel(name, target, tuple(input_shape), input_layout, integer, report, ranges, graph, skipped)
+    compiled = CompiledModel(name, target, tuple(input_shape), input_layout, integer, report, ranges, graph, skipped)
+    if target == "loihi2":
+        from spikec.backends.lava.artifact import lava_artifact
+
+        compiled.lava = lava_artifact(integer, name)
+    return compiled
 
 
 def load_artifact(path: str) -> CompiledModel:

@@ -1,0 +1,112 @@
+"""Run a Lava job in a forked child that cannot hang or litter the caller.
+
+Lava forks an OS process per leaf process plus a runtime service, talks to them through POSIX shared memory,
+hangs at exit when ``stop()`` was never called, and can hang in ``stop()`` after an exception inside a model
+(``reference/lava-semantics.md``, "Things that bite"). So a job runs in a forked child that:
+
+* leads its own process group (everything Lava forks from it is in that group, and is killed with it);
+* names its shared-memory segments ``psm_spikec<pid>_*`` (Lava's SharedMemoryManager server, forked from the
+  child, names segments through ``multiprocessing.shared_memory._make_filename``), so they can be removed;
+* uses one torch thread (a multi-threaded torch in the parent before the fork hangs torch in the child);
+* sends back the job's result, or the traceback of its exception, through a pipe.
+
+The parent waits at most ``timeout`` seconds; then, and in every other case, it kills what is left of the
+group and removes the child's shared memory.
+"""
+
+from __future__ import annotations
+
+import glob
+import multiprocessing
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+import traceback
+import warnings
+from multiprocessing import shared_memory
+from typing import Any, Callable
+
+from spikec.errors import SpikecError
+
+__all__ = ["LavaRunError", "run_isolated"]
+
+
+class LavaRunError(SpikecError):
+    """A Lava run failed, timed out, or died."""
+
+    exit_code = 3
+
+
+def _shm_prefix(pid: int) -> str:
+    return f"psm_spikec{pid}_"
+
+
+def _watch_parent(parent: int) -> None:
+    """Kill the child's whole group when its parent is gone (killed before it could clean up)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.killpg(0, signal.SIGKILL)
+
+
+def _child(job: Callable[[], Any], writer, parent: int) -> None:
+    os.setpgid(0, 0)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    prefix = _shm_prefix(os.getpid())
+    shared_memory._make_filename = lambda: f"/{prefix}{secrets.token_hex(4)}"
+    try:
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
+        # Lava's DelaySparse model and its model search warn on every run; they say nothing about the result.
+        warnings.filterwarnings("ignore", message=".*sparsity structure.*")
+        warnings.filterwarnings("ignore", message="Cannot import module.*")
+        writer.send(("ok", job()))
+    except BaseException:
+        writer.send(("error", traceback.format_exc()))
+    finally:
+        writer.close()
+
+
+def run_isolated(job: Callable[[], Any], timeout: float, what: str = "Lava run") -> Any:
+    """``job()`` in a forked child (see the module docstring); its result must be picklable.
+
+    Raises :class:`LavaRunError` when the job raised (with its traceback), did not finish within ``timeout``
+    seconds, or the child died without an answer.
+    """
+    # Lava's runtime sets the fork start method when it is first imported: do that here, not in the child.
+    import lava.magma.core.process.process  # noqa: F401
+
+    context = multiprocessing.get_context("fork")
+    reader, writer = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(job, writer, os.getpid()), daemon=False)
+    child.start()
+    writer.close()
+    status, payload, answered = "error", None, False
+    try:
+        if not reader.poll(timeout):
+            raise LavaRunError(f"{what} did not finish within {timeout:.0f} s; it was stopped")
+        status, payload = reader.recv()
+        answered = True
+    except EOFError:
+        raise LavaRunError(f"{what}: the Lava process died without an answer") from None
+    finally:
+        reader.close()
+        if answered:
+            child.join(10)          # it answered: give it time to exit on its own
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if child.is_alive():
+            child.kill()
+        child.join()
+        for path in glob.glob(f"/dev/shm/{_shm_prefix(child.pid)}*"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+    if status != "ok":
+        raise LavaRunError(f"{what} raised an exception:\n{payload}")
+    return payload
