@@ -39,9 +39,7 @@ def _literal(value: Any) -> str:
 
 def _reference(ref: dict) -> str:
     kind = ref["$"]
-    if kind == "weight":
-        return f"W[{ref['key']!r}]"
-    if kind == "array":
+    if kind in ("weight", "array"):
         return f"W[{ref['key']!r}]"
     if kind == "conv_weight":
         return f"conv_weight(W[{ref['key']!r}])"

@@ -19,14 +19,7 @@ mode Lava infers nor any sum); a Conv batch is the sequence of time steps (Conv 
 
 from __future__ import annotations
 
-import glob
-import multiprocessing
-import os
-import secrets
-import signal
-import traceback
 from dataclasses import dataclass
-from multiprocessing import shared_memory
 
 import numpy as np
 import pytest
@@ -43,6 +36,7 @@ from lava.proc.dense.models import PyDenseModelBitAcc
 from lava.proc.dense.process import Dense
 from lava.proc.io.sink import RingBuffer as Sink
 from lava.proc.io.source import RingBuffer as Source
+from spikec.backends.lava.child import run_isolated
 from lava.proc.lif.models import PyLifModelBitAcc, PyLifResetModelBitAcc
 from lava.proc.lif.process import LIF, LIFReset
 from lava.utils.weightutils import SignMode as LavaSignMode
@@ -234,61 +228,22 @@ def test_conv_is_lavas_conv_model_code(data):
 
 # --- layer 2: networks on Lava's runtime ----------------------------------------------------------------------
 
-def _shm_prefix(pid: int) -> str:
-    return f"psm_spikec{pid}_"
+def run_lava(build, num_steps: int) -> dict[str, np.ndarray]:
+    """Builds a network with ``build() -> (any process of it, {name: Var})``, runs it ``num_steps`` steps on the
+    fixed_pt models, and returns each Var's value read after the run, before ``stop()``.
 
-
-def _run_in_child(build, num_steps: int, writer) -> None:
-    """Runs in the forked child: own process group, own shared-memory names, and always ``stop()``."""
-    os.setpgid(0, 0)
-    prefix = _shm_prefix(os.getpid())
-    # Lava's SharedMemoryManager server (forked from here) names each segment with this function.
-    shared_memory._make_filename = lambda: f"/{prefix}{secrets.token_hex(4)}"
-    try:
+    The run happens in :func:`spikec.backends.lava.child.run_isolated`'s forked child: killed when it outlives
+    ``LAVA_TIMEOUT_S``, its shared memory removed in every case, so a hung Lava run cannot block the suite.
+    """
+    def job():
         root, readers = build()
         try:
             root.run(condition=RunSteps(num_steps=num_steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-            result = {name: np.asarray(var.get()).astype(np.int64) for name, var in readers.items()}
+            return {name: np.asarray(var.get()).astype(np.int64) for name, var in readers.items()}
         finally:
             root.stop()
-        writer.send(("ok", result))
-    except BaseException:
-        writer.send(("error", traceback.format_exc()))
 
-
-def run_lava(build, num_steps: int) -> dict[str, np.ndarray]:
-    """Builds a network with ``build() -> (any process of it, {name: Var})``, runs it ``num_steps`` steps on the
-    fixed_pt models in a forked child, and returns each Var's value read after the run, before ``stop()``.
-
-    The child (and everything Lava forks from it) is killed when it outlives ``LAVA_TIMEOUT_S``, and its shared
-    memory segments are removed in every case. Fork, not spawn: ``import lava`` sets fork as the start method, and
-    the builder closure need not be picklable. Nothing in the child touches torch.
-    """
-    context = multiprocessing.get_context("fork")
-    reader, writer = context.Pipe(duplex=False)
-    child = context.Process(target=_run_in_child, args=(build, num_steps, writer))
-    child.start()
-    writer.close()
-    try:
-        if not reader.poll(LAVA_TIMEOUT_S):
-            pytest.fail(f"Lava run did not finish within {LAVA_TIMEOUT_S} s")
-        status, payload = reader.recv()
-    except EOFError:
-        pytest.fail("Lava child exited without a result")
-    finally:
-        reader.close()
-        child.join(5)
-        if child.is_alive():
-            try:
-                os.killpg(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                child.kill()
-            child.join()
-        for path in glob.glob(f"/dev/shm/{_shm_prefix(child.pid)}*"):
-            os.unlink(path)
-    if status != "ok":
-        pytest.fail(f"Lava raised:\n{payload}")
-    return payload
+    return run_isolated(job, LAVA_TIMEOUT_S, "the oracle's Lava network")
 
 
 @dataclass
