@@ -9,8 +9,9 @@ $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 10), "spikec needs Python 3.10 (lava-nc 0.10.0); got " + sys.version' \
 		|| { echo "error: $(VENV) is not Python 3.10; remove it and rerun (or set PYTHON=/path/to/python3.10)"; exit 2; }
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@# -qq: errors still show; setuptools' editable install and this machine's pip config print notices on every run.
+	$(VENV)/bin/python -m pip install -qq --upgrade pip
+	$(VENV)/bin/python -m pip install -qq -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

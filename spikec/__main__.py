@@ -1,0 +1,5 @@
+"""``python -m spikec``: the same command line as the ``spikec`` script."""
+
+from spikec.cli import main
+
+main(prog_name="spikec")
