@@ -14,6 +14,15 @@ training checkpoints (which also pickle an ``argparse.Namespace`` of run argumen
 restricted unpickler that admits only tensor-rebuilding functions and plain containers. Anything else in
 the pickle (a whole pickled ``nn.Module``) would run code on load: it is refused unless the user passes
 ``allow_pickle=True`` (``--allow-pickle``).
+
+A TorchScript archive (``torch.jit.save``) is refused the same way, before torch reads it: ``torch.load``
+hands such a zip to ``torch.jit.load`` whatever ``weights_only`` says, and that runs the archive's
+TorchScript (its ``__setstate__`` methods, which can write any file). Whether a file is one is decided
+as ``torch.load`` decides it, with torch's own zip reader: Python's ``zipfile`` finds a zip's directory
+differently and can be shown other member names. With ``--allow-pickle`` it is loaded with
+``torch.jit.load`` and serves as ``--weights`` through its ``state_dict()``; as the model itself it is
+refused even then: its forward runs as TorchScript, which the tracer cannot see, so loading it could only
+run its code.
 """
 
 from __future__ import annotations
@@ -58,10 +67,16 @@ class ModelSource:
 
 @dataclasses.dataclass
 class LoadedModel:
+    """A built model; ``input_exp`` and ``input_range`` are how its input is quantized unless the user
+    says otherwise (a zoo architecture's :attr:`~spikec.models.ZooEntry.input_encoding`; else images in
+    [0, 1] at 8 fractional bits)."""
+
     module: nn.Module
     input_shape: tuple[int, ...]
     input_layout: str
     name: str
+    input_exp: int = 8
+    input_range: tuple[float, float] = (0.0, 1.0)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -138,12 +153,35 @@ def _describe_unreadable(path: str, exc: Exception) -> InputError:
     return InputError(f"{path} is not a PyTorch checkpoint (torch.load cannot read it: {type(exc).__name__})")
 
 
+def _is_torchscript_archive(path: str) -> bool:
+    """Whether ``torch.load`` would hand ``path`` to ``torch.jit.load``: decided by torch's own test on torch's
+    own zip reader, so that no archive this check passes is one torch dispatches."""
+    with open(path, "rb") as f:
+        if not torch.serialization._is_zipfile(f):
+            return False
+        try:
+            with torch.serialization._open_zipfile_reader(f) as archive:
+                return torch.serialization._is_torchscript_zip(archive)
+        except RuntimeError as exc:  # torch.load could not read this zip either
+            raise _describe_unreadable(path, exc) from None
+
+
 def read_checkpoint(path: str, allow_pickle: bool = False) -> Any:
     """Read a ``torch.save`` file without running code from it (see the module docstring)."""
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     if os.path.isdir(path):
         raise InputError(f"{path} is a directory, not a checkpoint file")
+    if _is_torchscript_archive(path):
+        if not allow_pickle:
+            raise InputError(f"{path} is a TorchScript archive (torch.jit.save); loading it would run code from the "
+                             "file. Save a checkpoint dict {arch, config, state_dict} instead, or pass --allow-pickle "
+                             "if you trust the file")
+        try:
+            return torch.jit.load(path, map_location="cpu")
+        except Exception as exc:
+            raise InputError(f"{path} could not be loaded as TorchScript even with --allow-pickle: "
+                             f"{type(exc).__name__}: {exc}") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -170,6 +208,8 @@ def read_checkpoint(path: str, allow_pickle: bool = False) -> Any:
 
 
 def _state_dict_of(payload: Any, path: str) -> dict[str, torch.Tensor]:
+    if isinstance(payload, nn.Module):  # a pickled or TorchScript module, loaded with --allow-pickle
+        payload = payload.state_dict()
     if isinstance(payload, dict):
         for key in ("state_dict", "model", "state_dict_ema"):
             if isinstance(payload.get(key), dict):
@@ -266,14 +306,15 @@ def _zoo_config(arch: str, config: dict, timesteps: int | None) -> dict:
 
 def _load_zoo(arch: str, config: dict, source: ModelSource, state: dict | None, state_path: str,
               input_shape=None, timesteps: int | None = None) -> LoadedModel:
-    from spikec.models import build_model, default_input_shape
+    from spikec.models import build_model, default_input_shape, zoo_entry
 
     config = _zoo_config(arch, config, source.timesteps if source.timesteps is not None else timesteps)
     module = build_model(arch, config)
     if state is not None:
         load_state_dict(module, state, state_path)
     shape = source.input_shape or (tuple(input_shape) if input_shape else default_input_shape(arch, config))
-    return LoadedModel(module, tuple(shape), source.input_layout, arch.replace("-", "_"))
+    input_exp, input_range = zoo_entry(arch).input_encoding
+    return LoadedModel(module, tuple(shape), source.input_layout, arch.replace("-", "_"), input_exp, input_range)
 
 
 def load_model(source: ModelSource) -> LoadedModel:
@@ -302,6 +343,11 @@ def load_model(source: ModelSource) -> LoadedModel:
     if path.endswith(".pt2"):
         raise InputError(f"{path}: torch.export programs (.pt2) are not supported yet; pass the model's code "
                          "with --model FILE.py:NAME and its weights with --weights")
+    if os.path.isfile(path) and _is_torchscript_archive(path):
+        raise InputError(f"{path} is a TorchScript archive (torch.jit.save): spikec traces a model's Python code, "
+                         "which the archive does not hold, and loading it would run code from the file. Save a "
+                         "checkpoint dict {arch, config, state_dict} instead, or pass the model's code with --model "
+                         "FILE.py:NAME and this file with --weights (and --allow-pickle if you trust it)")
     payload = read_checkpoint(path, source.allow_pickle)
     if isinstance(payload, nn.Module):
         return LoadedModel(payload, _shape_or_error(source.input_shape, path), source.input_layout,

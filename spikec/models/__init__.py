@@ -31,6 +31,15 @@ class ZooEntry:
     input_shape: Callable[[dict], tuple[int, ...]]
     summary: str
 
+    @property
+    def input_encoding(self) -> tuple[int, tuple[float, float]]:
+        """``(input_exp, input_range)`` that fit the data this architecture reads: images normalised to
+        [0, 1] at 8 fractional bits; event frames hold per-pixel event counts, integers quantized exactly
+        (exponent 0) up to 255 per frame and polarity."""
+        if self.input_shape is event_input_shape:
+            return 0, (0.0, 255.0)
+        return 8, (0.0, 1.0)
+
     def config_defaults(self) -> dict:
         params = inspect.signature(self.builder).parameters
         return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
