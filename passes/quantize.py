@@ -47,7 +47,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from spikec.errors import PassError
+from spikec.errors import InputError, PassError
 from spikec.ir import Graph, Node, Value
 from spikec.passes.scale_classes import ONE, Scale, ScaleClasses, solve_scale_classes
 
@@ -62,6 +62,13 @@ class QuantizeOptions:
     input_range: tuple[float, float] = (0.0, 1.0)  # ... clipped to this range (what range analysis assumes)
     vth_bits: int = 12          # threshold mantissas aim at 2**vth_bits
     allow_saturation: bool = False
+
+    def __post_init__(self):
+        lo, hi = self.input_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise InputError(f"the input range must be two finite numbers LO < HI, got {lo}, {hi}")
+        if not 0 <= self.input_exp <= 16:
+            raise InputError(f"the input exponent must lie in 0..16, got {self.input_exp}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +97,7 @@ class NeuronQuantization:
 @dataclasses.dataclass(frozen=True)
 class QuantizationReport:
     input_exp: int
+    input_range: tuple[float, float]  # inputs outside are clipped; range analysis holds for inputs inside
     layers: list[LayerQuantization]
     neurons: list[NeuronQuantization]
     output_scales: list[float]  # float output ≈ integer output / scale
@@ -335,7 +343,8 @@ def quantize_graph(graph: Graph, options: QuantizeOptions = QuantizeOptions()):
         problems = [p for p in ranges.problems if not (options.allow_saturation and p.saturation)]
         if not problems:
             outputs = [builder.scale(v) for v in graph.output_node.inputs]
-            report = QuantizationReport(options.input_exp, builder.layers, builder.neurons, outputs, iteration)
+            report = QuantizationReport(options.input_exp, tuple(options.input_range), builder.layers,
+                                        builder.neurons, outputs, iteration)
             return integer, report, ranges
         for knob in {builder.knob_of.get(id(p.node)) for p in problems}:
             if knob is None:

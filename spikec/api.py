@@ -16,7 +16,7 @@ from spikec.diagnostics import HISTOGRAM_CAP, Observation, Report
 from spikec.errors import InputError
 from spikec.ir import Graph, Node
 
-__all__ = ["verify", "verify_graph", "load_data", "compile", "simulate"]
+__all__ = ["verify", "verify_graph", "load_data", "compile", "compile_source", "quantize_options", "simulate"]
 
 DISTINCT_CAP = 1 << 16  # beyond this many distinct values an operand keeps only min, max and integrality
 
@@ -35,35 +35,64 @@ def verify(model, example_input, *, strict: bool = False, observe: int = 0, data
     return verify_graph(graph, strict=strict, observe=observe, data=data, seed=seed)
 
 
-def compile(model, example_input, *, target: str = "intsim", input_layout: str = "B", input_exp: int = 8,
-            input_range: tuple[float, float] = (0.0, 1.0), allow_saturation: bool = False, name: str | None = None):
-    """Trace ``model`` on ``example_input`` and compile it to Lava fixed point (:mod:`spikec.compiler`);
-    ``.write(out_dir)`` on the result writes the artifact ``spikec compile`` writes."""
-    from spikec.compiler import compile_graph
-    from spikec.frontends.torch import trace_module
+def quantize_options(loaded=None, *, input_exp: int | None = None, input_range=None,
+                     allow_saturation: bool = False):
+    """The quantizer's options: what the caller chose, else what fits the model's input
+    (:class:`~spikec.frontends.torch.LoadedModel` ``input_exp``/``input_range``), else images in [0, 1] at
+    8 fractional bits."""
     from spikec.passes.quantize import QuantizeOptions
 
+    defaults = QuantizeOptions()
+    exp = input_exp if input_exp is not None else getattr(loaded, "input_exp", defaults.input_exp)
+    lo_hi = input_range if input_range is not None else getattr(loaded, "input_range", defaults.input_range)
+    return QuantizeOptions(input_exp=int(exp), input_range=(float(lo_hi[0]), float(lo_hi[1])),
+                           allow_saturation=allow_saturation)
+
+
+def compile(model, example_input, *, target: str = "intsim", input_layout: str = "B", input_exp: int | None = None,
+            input_range: tuple[float, float] | None = None, allow_saturation: bool = False, name: str | None = None):
+    """Trace ``model`` on ``example_input`` and compile it to Lava fixed point (:mod:`spikec.compiler`);
+    ``.write(out_dir)`` on the result writes the artifact ``spikec compile`` writes. Without ``input_exp``
+    and ``input_range`` the input is taken as an image in [0, 1], quantized with 8 fractional bits."""
+    from spikec.compiler import compile_graph
+    from spikec.frontends.torch import trace_module
+
     graph = trace_module(model, example_input, input_layout, name).graph
-    options = QuantizeOptions(input_exp, tuple(input_range), allow_saturation)
+    options = quantize_options(input_exp=input_exp, input_range=input_range, allow_saturation=allow_saturation)
     return compile_graph(graph, graph.name, tuple(example_input.shape), input_layout, target, options)
 
 
-def simulate(model, x, y=None, *, backends=("torch", "intsim"), batch_size: int = 64, compiled=None, **compile_options):
-    """Run ``model`` on the samples ``x`` (labels ``y`` optional) with ``backends`` and compare them
-    (:class:`spikec.simulate.SimulationReport`); ``compiled`` reuses a :func:`compile` result."""
-    import torch
+def compile_source(source, *, target: str = "intsim", input_exp: int | None = None, input_range=None,
+                   allow_saturation: bool = False, seed: int = 0):
+    """Load the model a :class:`~spikec.frontends.torch.ModelSource` names, trace it and compile it, as
+    ``spikec compile`` does; returns ``(loaded, compiled)``."""
+    from spikec.compiler import compile_graph
+    from spikec.frontends.torch import trace_source
 
-    from spikec.simulate import float_runner, intsim_runner, simulate as run_all, torch_runner
+    loaded, traced = trace_source(source, seed)
+    options = quantize_options(loaded, input_exp=input_exp, input_range=input_range,
+                               allow_saturation=allow_saturation)
+    compiled = compile_graph(traced.graph, loaded.name, loaded.input_shape, loaded.input_layout, target, options)
+    return loaded, compiled
 
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if compiled is None:
-        compiled = compile(model, torch.from_numpy(x[:1]), **compile_options)
-    makers = {"torch": lambda: torch_runner(model), "float": lambda: float_runner(compiled.float_graph),
-              "intsim": lambda: intsim_runner(compiled.graph, compiled.output_scales[0])}
-    unknown = [b for b in backends if b not in makers]
-    if unknown:
-        raise InputError(f"unknown backend(s) {', '.join(unknown)}; backends: {', '.join(makers)}")
-    return run_all(compiled.name, x, y, {b: makers[b]() for b in backends}, batch_size)
+
+def simulate(model, x, y=None, *, backends=None, compare: str | None = None, batch_size: int = 64,
+             input_layout: str = "B", lava_models: str = "spikec", progress=None, compiled=None, **compile_options):
+    """Run ``model`` on the samples ``x`` (labels ``y`` optional) with ``backends`` and compare them.
+
+    ``model`` is an ``nn.Module`` (traced on the first sample of ``x``, whose samples lie along the batch
+    axis of ``input_layout``), a :class:`~spikec.frontends.torch.ModelSource`, or a compiled artifact
+    (a directory written by ``spikec compile``, or its :func:`~spikec.compiler.load_artifact`). Backends:
+    torch, float, intsim for a model (default torch and intsim); intsim, and lava for a ``loihi2`` artifact
+    (default intsim; lava with ``compare``). ``compare="intsim"`` also checks lava against intsim bit for
+    bit. ``compiled`` reuses a :func:`compile` result of ``model``. Returns a
+    :class:`spikec.simulation.SimulationReport`.
+    """
+    from spikec.simulation import SimulationPlan
+
+    plan = SimulationPlan.of(model, x, compiled=compiled, input_layout=input_layout, **compile_options)
+    return plan.run(x, y, backends=backends, compare=compare, batch_size=batch_size, lava_models=lava_models,
+                    progress=progress)
 
 
 def verify_graph(graph: Graph, *, strict: bool = False, observe: int = 0, data=None, seed: int = 0,

@@ -11,7 +11,7 @@ import sys
 import click
 
 from spikec import __version__
-from spikec.cli_common import handle_errors, model_options, model_source
+from spikec.cli_common import handle_errors, model_options
 from spikec.cli_numerics import compile_command, simulate_command
 from spikec.errors import InputError, PassError
 
@@ -28,12 +28,11 @@ def main(debug: bool) -> None:
 
 
 @main.command()
+@handle_errors
 @model_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random example input.")
-@handle_errors
-def inspect(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps, input_layout,
-            fmt, seed):
+def inspect(source, fmt, seed):
     """Trace MODEL and print its IR, a layer table and its parameter count.
 
     MODEL is a checkpoint dict {arch, config, state_dict} saved with torch.save; or name the model with
@@ -48,8 +47,6 @@ def inspect(checkpoint, model_ref, arch, model_args, weights, allow_pickle, inpu
     from spikec.frontends.torch import trace_source
     from spikec.inspect import inspect_graph
 
-    source = model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
-                     input_layout)
     loaded, traced = trace_source(source, seed)
     report = inspect_graph(traced.graph, loaded.name, loaded.input_shape, loaded.input_layout)
     if fmt == "json":
@@ -80,6 +77,7 @@ def _check_observations(report) -> None:
 
 
 @main.command()
+@handle_errors
 @model_options
 @click.option("--spike-driven", "spike_driven", is_flag=True,
               help="Check that every weight op multiplies by spikes only (rules SD001-SD005, docs/verify.md).")
@@ -94,9 +92,7 @@ def _check_observations(report) -> None:
 @click.option("--data", "data_path", metavar="FILE.npz",
               help="Inputs for --observe: array x, inputs stacked along the batch axis (default: random inputs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@handle_errors
-def verify(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps, input_layout,
-           spike_driven, strict, fmt, fail_on, exit_zero, observe, data_path, seed):
+def verify(source, spike_driven, strict, fmt, fail_on, exit_zero, observe, data_path, seed):
     """Check MODEL: with --spike-driven, that no weight is multiplied by a non-binary activation.
 
     Lists every violation with its rule, op, module path, source line, input domain and the producer that
@@ -116,8 +112,6 @@ def verify(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input
     if not spike_driven:
         raise InputError("name the check to run, e.g. spikec verify --spike-driven MODEL")
     data = load_data(data_path) if data_path else None
-    source = model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
-                     input_layout)
     _, traced = trace_source(source, seed)
     report = verify_graph(traced.graph, strict=strict, observe=observe, data=data, seed=seed,
                           data_name=data_path or "data")
@@ -127,8 +121,8 @@ def verify(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input
 
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @handle_errors
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def zoo(fmt):
     """List the zoo architectures, their defaults and the input shape each takes.
 

@@ -25,11 +25,14 @@ def _fail(message: str, code: int) -> None:
 
 
 def handle_errors(command):
-    """Map spikec's exceptions to exit codes with one clear message; tracebacks only with --debug."""
+    """Map spikec's exceptions to exit codes with one clear message; tracebacks only with --debug.
+
+    ``--debug`` is accepted before the subcommand (``spikec --debug compile ...``) and after it
+    (``spikec compile ... --debug``), since error messages tell the user to rerun with it."""
 
     @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        debug = click.get_current_context().find_root().params.get("debug", False)
+    def wrapper(*args, debug_traceback: bool = False, **kwargs):
+        debug = debug_traceback or click.get_current_context().find_root().params.get("debug", False)
         try:
             return command(*args, **kwargs)
         except SpikecError as exc:
@@ -44,7 +47,7 @@ def handle_errors(command):
             _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
                   EXIT_INTERNAL)
 
-    return wrapper
+    return click.option("--debug", "debug_traceback", is_flag=True, help="Show Python tracebacks for errors.")(wrapper)
 
 
 def parse_model_args(text: str | None) -> dict:
@@ -60,7 +63,8 @@ def parse_model_args(text: str | None) -> dict:
 
 
 def model_options(command):
-    """The options every command that reads a model shares."""
+    """The options every command that reads a model shares; the command receives them as one
+    :class:`~spikec.frontends.torch.ModelSource` in its ``source`` parameter."""
     options = [
         click.argument("checkpoint", required=False, metavar="[MODEL]"),
         click.option("--model", "model_ref", metavar="FILE.py:NAME|module:NAME",
@@ -70,15 +74,24 @@ def model_options(command):
         click.option("--weights", metavar="FILE", type=click.Path(),
                      help="State dict for --model/--arch (raw, or under 'state_dict'/'model' as timm saves)."),
         click.option("--allow-pickle", is_flag=True,
-                     help="Allow a checkpoint that pickles Python objects (runs code from the file!)."),
+                     help="Allow a checkpoint that pickles Python objects, or TorchScript --weights (runs code "
+                          "from the file!)."),
         click.option("--input-shape", metavar="B,...", help="Shape the model's forward takes, e.g. 1,3,32,32."),
         click.option("--timesteps", "-T", type=click.IntRange(min=1), help="Time steps T of a zoo model."),
         click.option("--input-layout", type=click.Choice(["B", "TB"]), default="B", show_default=True,
                      help="B: forward takes [B, ...] and encodes over time itself; TB: it takes [T, B, ...]."),
     ]
+
+    @functools.wraps(command)
+    def with_source(*args, checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
+                    input_layout, **kwargs):
+        source = model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape,
+                              timesteps, input_layout)
+        return command(*args, source=source, **kwargs)
+
     for option in reversed(options):
-        command = option(command)
-    return command
+        with_source = option(with_source)
+    return with_source
 
 
 def model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps, input_layout):

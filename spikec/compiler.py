@@ -40,11 +40,13 @@ from spikec.passes.fold_scales import FoldScales
 from spikec.passes.quantize import QuantizationReport, QuantizeOptions, quantize_graph
 from spikec.passes.range_analysis import RangeReport
 
-__all__ = ["CompiledModel", "compile_graph", "load_artifact", "ARTIFACT_VERSION", "TARGETS"]
+__all__ = ["CompiledModel", "compile_graph", "load_artifact", "read_manifest", "check_output_dir", "ARTIFACT_VERSION", "ARTIFACT_FILES",
+           "TARGETS"]
 
 ARTIFACT_VERSION = 1
 TARGETS = ("intsim", "loihi2")
 _FILES = ("manifest.json", "model.ir", "weights.npz")
+ARTIFACT_FILES = (*_FILES, "lava_net.py")   # every file an artifact of any target holds
 
 
 @dataclasses.dataclass
@@ -87,7 +89,7 @@ class CompiledModel:
             "versions": _versions(),
             "files": {"ir": "model.ir", "weights": "weights.npz"},
             "quantization": {
-                "input_exp": q.input_exp, "output_scales": q.output_scales, "iterations": q.iterations,
+                "input_exp": q.input_exp, "input_range": list(q.input_range), "output_scales": q.output_scales, "iterations": q.iterations,
                 "layers": [dataclasses.asdict(l) for l in q.layers],
                 "neurons": [dataclasses.asdict(n) for n in q.neurons],
             },
@@ -96,15 +98,19 @@ class CompiledModel:
             **(self.lava.manifest() if self.lava is not None else {}),
         }
 
-    def write(self, out_dir: str) -> None:
-        """Write the artifact atomically: nothing appears at ``out_dir`` unless every file was written."""
+    def write(self, out_dir: str, force: bool = False) -> None:
+        """Write the artifact atomically: nothing appears at ``out_dir`` unless every file was written.
+
+        An existing ``out_dir`` is replaced only when it is empty or holds a spikec artifact and nothing
+        else (:func:`check_output_dir`), or with ``force``. The directory gets the user's umask, like any
+        other file the user creates."""
         out_dir = os.path.abspath(out_dir)
+        check_output_dir(out_dir, force)
         parent = os.path.dirname(out_dir)
-        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-            raise InputError(f"{out_dir} exists and is not a directory")
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".spikec-", dir=parent)
         try:
+            os.chmod(staging, 0o777 & ~_umask())
             with open(os.path.join(staging, "manifest.json"), "w") as f:
                 json.dump(self.manifest_dict(), f, indent=1, sort_keys=True)
                 f.write("\n")
@@ -127,6 +133,50 @@ class CompiledModel:
                 os.replace(staging, out_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _holds_artifact(path: str) -> bool:
+    try:
+        with open(os.path.join(path, "manifest.json")) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == "spikec.artifact"
+
+
+def check_output_dir(out_dir: str, force: bool = False) -> None:
+    """Refuse an output directory whose replacement would destroy the user's files.
+
+    Writing an artifact replaces ``out_dir`` whole. That is safe when it does not exist, is empty, or holds
+    a spikec artifact (its manifest says so) and no other file; anything else needs ``force``. The working
+    directory (or a folder above it) is never replaced."""
+    out_dir = os.path.abspath(out_dir)
+    if not os.path.lexists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise InputError(f"{out_dir} exists and is not a directory; choose another output directory")
+    cwd = os.getcwd()
+    if os.path.commonpath([cwd, out_dir]) == out_dir:
+        raise InputError(f"{out_dir} is the working directory or holds it; write the artifact to a new "
+                         "directory, e.g. -o out/model")
+    entries = sorted(os.listdir(out_dir))
+    if force or not entries:
+        return
+    if not _holds_artifact(out_dir):
+        shown = ", ".join(entries[:3]) + (f" (+{len(entries) - 3} more)" if len(entries) > 3 else "")
+        raise InputError(f"{out_dir} already exists and is not a spikec artifact (it holds {shown}); writing "
+                         "would delete it: choose another output directory, or pass --force to replace it")
+    extra = [e for e in entries if e not in ARTIFACT_FILES]
+    if extra:
+        raise InputError(f"{out_dir} holds a spikec artifact and also {', '.join(extra[:3])}"
+                         f"{' ...' if len(extra) > 3 else ''}, which writing would delete: move them, or pass "
+                         "--force to replace the directory")
 
 
 def _versions() -> dict:
@@ -166,8 +216,8 @@ def compile_graph(graph: Graph, name: str, input_shape, input_layout: str, targe
     return compiled
 
 
-def load_artifact(path: str) -> CompiledModel:
-    """Read a compiled directory back; every problem is one :class:`InputError` line."""
+def read_manifest(path: str) -> dict:
+    """The manifest of the artifact directory ``path``, once its files are known to be there."""
     if not os.path.isdir(path):
         raise InputError(f"{path}: no such artifact directory (run `spikec compile ... -o {path}` first)")
     missing = [f for f in _FILES if not os.path.isfile(os.path.join(path, f))]
@@ -178,8 +228,17 @@ def load_artifact(path: str) -> CompiledModel:
             manifest = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}/manifest.json is corrupt: {exc}") from None
-    if manifest.get("format") != "spikec.artifact" or manifest.get("version") != ARTIFACT_VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format") != "spikec.artifact" \
+            or manifest.get("version") != ARTIFACT_VERSION:
         raise InputError(f"{path}/manifest.json is not a spikec artifact of version {ARTIFACT_VERSION}")
+    if manifest.get("input_layout") not in ("B", "TB"):
+        raise InputError(f"{path}/manifest.json has no valid input_layout (B or TB)")
+    return manifest
+
+
+def load_artifact(path: str) -> CompiledModel:
+    """Read a compiled directory back; every problem is one :class:`InputError` line."""
+    manifest = read_manifest(path)
     try:
         with np.load(os.path.join(path, "weights.npz"), allow_pickle=False) as archive:
             weights = {k: archive[k] for k in archive.files}

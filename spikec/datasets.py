@@ -58,12 +58,13 @@ def load_digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     return x.copy(), y.copy()
 
 
-def load_npz_data(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+def load_npz_data(path: str, batch_axis: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
     """Read inputs ``x`` and optional labels ``y`` from a ``.npz`` file (``np.savez(path, x=..., y=...)``).
 
-    Each problem is an :class:`InputError` with one line: a missing file, a file that is not an npz, no
-    ``x`` array, a ``y`` whose length does not match ``x``. Object arrays are refused (they would need
-    pickle, which runs code).
+    The samples are stacked along ``batch_axis`` of ``x``: 0 for a model that takes ``[B, ...]``, 1 for one
+    that takes ``[T, B, ...]`` (``x`` is then ``[T, N, ...]``). Each problem is an :class:`InputError` with
+    one line: a missing file, a file that is not an npz, no ``x`` array, a ``y`` whose length does not match
+    the number of samples. Object arrays are refused (they would need pickle, which runs code).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -85,10 +86,11 @@ def load_npz_data(path: str) -> tuple[np.ndarray, np.ndarray | None]:
         raise
     except Exception as exc:  # a zip that is not an npz, a corrupt member, an object array
         raise InputError(f"{path} is not a readable .npz file: {type(exc).__name__}: {exc}") from None
-    if x.ndim == 0:
-        raise InputError(f"{path}: 'x' is a scalar; it needs a leading batch dimension")
+    if x.ndim <= batch_axis:
+        raise InputError(f"{path}: 'x' has shape {list(x.shape)}; it needs a batch axis at position {batch_axis}")
+    count = x.shape[batch_axis]
     if y is not None and y.ndim == 0:
-        raise InputError(f"{path}: 'y' is a scalar; it needs one label per input in 'x' ({len(x)})")
-    if y is not None and len(y) != len(x):
-        raise InputError(f"{path}: 'y' has {len(y)} labels but 'x' has {len(x)} inputs")
+        raise InputError(f"{path}: 'y' is a scalar; it needs one label per input in 'x' ({count})")
+    if y is not None and len(y) != count:
+        raise InputError(f"{path}: 'y' has {len(y)} labels but 'x' has {count} inputs along axis {batch_axis}")
     return x, y

@@ -44,10 +44,70 @@ def test_artifact_is_byte_identical_and_round_trips(tmp_path):
 def test_rewriting_an_artifact_replaces_it_whole(tmp_path):
     out = tmp_path / "art"
     _compile().write(str(out))
-    (out / "stale.txt").write_text("left over")
+    (out / "weights.npz").write_bytes(b"stale")
     _compile().write(str(out))
     assert sorted(os.listdir(out)) == ["manifest.json", "model.ir", "weights.npz"]
+    assert load_artifact(str(out)).name == "tiny"
     assert [p for p in os.listdir(tmp_path) if p != "art"] == []
+
+
+def test_an_empty_directory_is_written_into(tmp_path):
+    (tmp_path / "art").mkdir()
+    _compile().write(str(tmp_path / "art"))
+    assert sorted(os.listdir(tmp_path / "art")) == ["manifest.json", "model.ir", "weights.npz"]
+
+
+def _user_files(root):
+    (root / "train.py").write_text("print('train')\n")
+    (root / "data").mkdir()
+    (root / "data" / "x.bin").write_bytes(b"\x00" * 8)
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_directory_that_is_not_an_artifact_is_never_replaced(tmp_path):
+    (tmp_path / "proj").mkdir()
+    before = _user_files(tmp_path / "proj")
+    with pytest.raises(InputError, match=r"already exists and is not a spikec artifact \(it holds data, train.py\); "
+                                         r"writing would delete it: .* pass --force"):
+        _compile().write(str(tmp_path / "proj"))
+    assert {p: p.read_bytes() for p in (tmp_path / "proj").rglob("*") if p.is_file()} == before
+    assert sorted(os.listdir(tmp_path)) == ["proj"]
+
+
+def test_the_working_directory_is_never_replaced(tmp_path, monkeypatch):
+    (tmp_path / "proj").mkdir()
+    before = _user_files(tmp_path / "proj")
+    monkeypatch.chdir(tmp_path / "proj")
+    for target in (".", ".."):
+        with pytest.raises(InputError, match="is the working directory or holds it"):
+            _compile().write(target, force=True)
+    assert {p: p.read_bytes() for p in (tmp_path / "proj").rglob("*") if p.is_file()} == before
+
+
+def test_an_artifact_with_the_users_files_beside_it_is_kept(tmp_path):
+    out = tmp_path / "art"
+    _compile().write(str(out))
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"holds a spikec artifact and also notes.txt, which writing would delete"):
+        _compile().write(str(out))
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_force_replaces_any_directory(tmp_path):
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "notes.txt").write_text("x")
+    _compile().write(str(tmp_path / "scratch"), force=True)
+    assert sorted(os.listdir(tmp_path / "scratch")) == ["manifest.json", "model.ir", "weights.npz"]
+
+
+def test_the_artifact_directory_follows_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        _compile().write(str(tmp_path / "art"))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "art").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "art" / "model.ir").stat().st_mode & 0o777 == 0o644
 
 
 def test_a_failed_compile_writes_nothing(tmp_path, monkeypatch):

@@ -124,7 +124,16 @@ def test_npz_loader_no_x_array(tmp_path):
 def test_npz_loader_y_length_mismatch(tmp_path):
     path = tmp_path / "short.npz"
     np.savez(path, x=np.zeros((4, 1, 8, 8)), y=np.zeros(3, dtype=np.int64))
-    assert _message(path) == f"{path}: 'y' has 3 labels but 'x' has 4 inputs"
+    assert _message(path) == f"{path}: 'y' has 3 labels but 'x' has 4 inputs along axis 0"
+
+
+def test_npz_loader_counts_time_major_samples_along_axis_1(tmp_path):
+    path = tmp_path / "tb.npz"
+    np.savez(path, x=np.zeros((2, 5, 1, 8, 8)), y=np.zeros(5, dtype=np.int64))
+    x, y = load_npz_data(str(path), batch_axis=1)
+    assert x.shape == (2, 5, 1, 8, 8) and len(y) == 5
+    with pytest.raises(InputError, match="'y' has 5 labels but 'x' has 2 inputs along axis 0"):
+        load_npz_data(str(path))
 
 
 def test_npz_loader_refuses_object_arrays(tmp_path):

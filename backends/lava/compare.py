@@ -19,7 +19,7 @@ __all__ = ["lava_runner", "BitExactWatch", "Divergence"]
 
 
 def lava_runner(graph: Graph, output_scale: float, *, fast: bool = True, timeout: float | None = None) -> Callable:
-    """A ``spikec.simulate`` runner: each batch is one Lava run (samples back to back)."""
+    """A ``spikec.simulation`` runner: each batch is one Lava run (samples back to back)."""
     from spikec.backends.lava.lowering import lower
     from spikec.backends.lava.runtime import DEFAULT_TIMEOUT_S, run_lava
 
@@ -68,7 +68,7 @@ class BitExactWatch:
             result = runner(batch)
             self._pending[name] = result
             if len(self._pending) == 2:
-                self._compare(len(batch))
+                self._compare(len(result[0]))     # logits are [B, ...] whatever the input layout
             return result
         return run
 

@@ -3,8 +3,9 @@
 Every limit names its source (:data:`LIMITS`); ``docs/lava.md`` repeats them. The estimate places each neuron
 group on whole neuro cores (``ceil(neurons / neurons_per_core)``, more when its input synapses do not fit), with
 its input synapse groups on the same cores, as Lava's Loihi compiler does; relays count as neuron groups.
-spikec's own processes (spike matmul, pooling, sums, gains, readout integrators, sinks) and the sources run
-on the embedded/host CPU and take no neuro core; they are listed apart.
+spikec's own processes (spike matmul, pooling, sums, gains, readout integrators) and the sources run on the
+embedded/host CPU and take no neuro core; they are listed apart. The probes' sinks record what the host reads
+back; they are instrumentation, not part of the network, so they are counted apart from both.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def _synapses(spec, args: Mapping, weights: Mapping[str, np.ndarray]) -> dict:
 
 
 def resource_report(pg: ProcessGraph, weights: Mapping[str, np.ndarray]) -> dict:
-    """Per neuron group and synapse group: neurons, synapses, fan-in, bits, delays, cores; totals; the
-    host-only processes; and every limit exceeded (``violations``)."""
+    """Per neuron group and synapse group: neurons, synapses, fan-in, bits, delays, cores; totals (the probes'
+    sinks only as ``probe_processes``); the host-only processes; and every limit exceeded (``violations``)."""
     incoming: dict[str, list[str]] = {}
     for c in pg.connections:
         incoming.setdefault(c.dst, []).append(c.src)
@@ -109,7 +110,10 @@ def resource_report(pg: ProcessGraph, weights: Mapping[str, np.ndarray]) -> dict
             synapse_info[spec.name] = info
             synapse_rows.append({"name": spec.name, "kind": spec.kind, "module": spec.module, "node": spec.node,
                                  **info})
+    probes = sum(spec.role == "sink" for spec in pg.processes)
     for spec in pg.processes:
+        if spec.role == "sink":
+            continue
         if spec.kind not in NEURO_CORE_KINDS or spec.name in synapse_info:
             if spec.kind not in NEURO_CORE_KINDS:
                 host.append({"name": spec.name, "kind": spec.kind, "role": spec.role, "module": spec.module,
@@ -130,7 +134,8 @@ def resource_report(pg: ProcessGraph, weights: Mapping[str, np.ndarray]) -> dict
     totals = {"neuro_cores": sum(g["cores"] for g in groups), "neurons": sum(g["neurons"] for g in groups),
               "synapses": sum(s["synapses"] for s in synapse_rows),
               "weights_stored": sum(s["stored"] for s in synapse_rows),
-              "neuro_core_processes": len(groups) + len(synapse_rows), "host_processes": len(host)}
+              "neuro_core_processes": len(groups) + len(synapse_rows), "host_processes": len(host),
+              "probe_processes": probes}
     totals["chips"] = max(1, math.ceil(totals["neuro_cores"] / LIMITS["neuro_cores_per_chip"].value))
     report = {"limits": {k: dataclasses.asdict(v) for k, v in LIMITS.items()}, "totals": totals,
               "neuron_groups": groups, "synapse_groups": synapse_rows, "host_processes": host}
@@ -145,7 +150,7 @@ def limit_violations(report: dict) -> list[str]:
     def over(key: str, value: int, where: str) -> None:
         limit = LIMITS[key]
         if value > limit.value:
-            lines.append(f"{where}: {limit.what} {value} > {limit.value} (source: {limit.source.split(':')[0]})")
+            lines.append(f"{where}: {limit.what} {value} > {limit.value} (source: {limit.source})")
 
     totals = report["totals"]
     over("neuro_cores_per_chip", totals["neuro_cores"], "network")

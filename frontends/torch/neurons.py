@@ -23,7 +23,7 @@ from torch import nn
 import spikec.nn as snn
 from spikec.errors import InputError
 
-__all__ = ["neuron_op", "is_neuron", "looks_stateful", "cupy_neurons_on_cpu", "NEURON_CLASSES"]
+__all__ = ["neuron_op", "is_neuron", "looks_stateful", "reset_neuron_state", "cupy_neurons_on_cpu", "NEURON_CLASSES"]
 
 Converter = Callable[[nn.Module], tuple[str, dict[str, Any]]]
 
@@ -102,6 +102,22 @@ def is_neuron(module: nn.Module) -> bool:
 def neuron_op(module: nn.Module) -> tuple[str, dict[str, Any]]:
     _spikingjelly_modules()
     return NEURON_CLASSES[type(module)](module)
+
+
+def reset_neuron_state(model: nn.Module) -> int:
+    """Reset every stateful neuron of ``model`` to its initial state; return how many were reset.
+
+    spikingjelly neurons (``clock_driven`` and ``activation_based`` memory modules) keep their membrane
+    potential between calls, so a model run batch after batch would start each batch from the last one's
+    state (and fail on a batch of another size), as ``spikingjelly.*.functional.reset_net`` exists to
+    prevent. spikec's own neurons keep no state between calls and need no reset."""
+    bases = _spikingjelly_modules()["bases"]
+    reset = 0
+    for module in model.modules():
+        if bases and isinstance(module, bases):
+            module.reset()
+            reset += 1
+    return reset
 
 
 def looks_stateful(module: nn.Module) -> bool:

@@ -47,6 +47,25 @@ def test_a_failing_compile_leaves_no_directory(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("target", ["scratch", "."])
+def test_compile_refuses_to_replace_the_users_files(tmp_path, monkeypatch, target):
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path / "scratch" if target == "." else tmp_path)
+    code, _, err = run("compile", *MODEL, "-o", target)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("spikec: error: ")
+    assert sorted(os.listdir(tmp_path)) == ["scratch"] and os.listdir(tmp_path / "scratch") == ["notes.txt"]
+    assert (tmp_path / "scratch" / "notes.txt").read_text() == "mine"
+
+
+def test_compile_force_replaces_a_directory(tmp_path):
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "notes.txt").write_text("mine")
+    code, _, err = run("compile", *MODEL, "-o", tmp_path / "scratch", "--force")
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path / "scratch")) == ["manifest.json", "model.ir", "weights.npz"]
+
+
 def test_simulate_compares_backends_as_json(data):
     code, out, err = run("simulate", *MODEL, "--backend", "torch,float,intsim", "--data", data, "--format", "json")
     assert code == 0, err
@@ -67,8 +86,10 @@ def test_simulate_runs_an_artifact_on_intsim(tmp_path, data):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--backend", "torch,lava"], "--backend takes distinct names from torch, float, intsim, got 'torch,lava'"),
-    (["--backend", "torch,torch"], "--backend takes distinct names from torch, float, intsim, got 'torch,torch'"),
+    (["--backend", "torch,lava"], "the lava backend runs an artifact compiled with --target loihi2: run `spikec "
+                                  "compile MODEL --target loihi2 -o OUT`, then `spikec simulate OUT --backend lava`"),
+    (["--backend", "torch,torch"], "backends must be distinct names from torch, float, intsim, got torch,torch"),
+    (["--backend", "torch,onnx"], "unknown backend 'onnx'; backends: torch, float, intsim, lava"),
 ])
 def test_bad_backend_lists(data, args, message):
     code, _, err = run("simulate", *MODEL, "--data", data, *args)
@@ -80,11 +101,13 @@ def test_data_of_the_wrong_shape(tmp_path):
     np.savez(path, x=np.zeros((4, 3, 8, 8), np.float32))
     code, _, err = run("simulate", *MODEL, "--data", path)
     assert code == 2
-    assert err == "spikec: error: the data's samples have shape [3, 8, 8] but spikingformer_cifar takes [1, 8, 8]\n"
+    assert err == ("spikec: error: the data's x has shape [4, 3, 8, 8] but spikingformer_cifar takes [N, 1, 8, 8] "
+                   "(N samples along the batch axis of input layout B)\n")
 
 
 def test_an_artifact_cannot_run_on_torch(tmp_path, data):
     run("compile", *MODEL, "-o", tmp_path / "a")
     code, _, err = run("simulate", tmp_path / "a", "--backend", "torch,intsim", "--data", data)
     assert code == 2
-    assert err == f"spikec: error: {tmp_path / 'a'} is a compiled artifact: it runs on intsim only (--backend intsim)\n"
+    assert err == ("spikec: error: spikingformer_cifar is a compiled artifact: it runs on intsim only (torch needs "
+                   "the PyTorch model: simulate the model itself)\n")

@@ -53,8 +53,9 @@ def test_simulate_artifact_on_lava_is_bit_exact_with_intsim(tmp_path):
     code, _, err = run("compile", "--arch", "sdt-cifar", "--model-args", TINY, "--target", "loihi2",
                        "-o", tmp_path / "out")
     assert code == 0, err
-    code, out, err = run("simulate", tmp_path / "out", "--backend", "lava", "--compare", "intsim",
-                         "--data", _data(tmp_path), "--format", "json")
+    # with --compare, a loihi2 artifact runs on lava by default
+    code, out, err = run("simulate", tmp_path / "out", "--compare", "intsim", "--data", _data(tmp_path),
+                         "--format", "json")
     assert code == 0, err
     report = json.loads(out)
     assert report["bit_exact"] == {"intsim/lava": True} and report["first_divergence"] == {}
@@ -66,7 +67,7 @@ def test_simulate_artifact_on_lava_is_bit_exact_with_intsim(tmp_path):
 def test_a_mismatch_names_the_first_diverging_layer_step_and_neuron(tmp_path, monkeypatch):
     # A stand-in for the Lava runner that returns intsim's answer with one spike flipped: layer 2, time
     # step 1, sample 1. The check must find exactly that, fail with exit code 1, and say so.
-    from spikec.simulate import intsim_runner
+    from spikec.simulation import intsim_runner
 
     def flipped_runner(graph, scale, **_):
         reference = intsim_runner(graph, scale)
@@ -104,7 +105,7 @@ def test_lava_runs_loihi2_artifacts_and_says_so_otherwise(tmp_path):
     assert code == 2 and "run an artifact compiled with --target loihi2 with --backend lava" in err
     code, _, err = run("simulate", "--arch", "sdt-cifar", "--model-args", TINY, "--backend", "lava",
                        "--data", _data(tmp_path))
-    assert code == 2 and "--backend takes distinct names from torch, float, intsim, got 'lava'" in err
+    assert code == 2 and "the lava backend runs an artifact compiled with --target loihi2" in err
     run("compile", "--arch", "sdt-cifar", "--model-args", TINY, "-o", tmp_path / "intsim")
     code, _, err = run("simulate", tmp_path / "intsim", "--backend", "lava", "--data", _data(tmp_path))
     assert code == 2 and "compile it with --target loihi2 to run it on lava" in err

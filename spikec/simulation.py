@@ -1,0 +1,340 @@
+"""``spikec simulate``: run a model on data with several backends and compare them.
+
+Backends: ``torch`` (the PyTorch module), ``float`` (the float interpreter of the traced IR) and
+``intsim`` (the integer simulator of the compiled graph). Reported per backend: accuracy (when labels are
+given), samples and seconds; between backends: the fraction of samples with the same prediction, and for
+``float``/``intsim`` the fraction of identical spikes on every neuron layer (matched in graph order:
+quantization keeps one ``qlif`` per ``lif``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from spikec.errors import InputError
+
+__all__ = ["BACKENDS", "SimulationReport", "simulate", "batch_axis", "check_data_shape", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+BACKENDS = ("torch", "float", "intsim")
+
+
+@dataclasses.dataclass
+class _Tally:
+    predictions: list[np.ndarray] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class _LayerCounts:
+    """Identical spikes and spikes compared, per neuron layer, per backend pair."""
+
+    modules: list[str] = dataclasses.field(default_factory=list)
+    same: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    total: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+    def add(self, layer_spikes: dict[str, list]) -> None:
+        for a, b in itertools.combinations(layer_spikes, 2):
+            pair, spikes_a, spikes_b = f"{a}/{b}", layer_spikes[a], layer_spikes[b]
+            if len(spikes_a) != len(spikes_b):
+                raise InputError(f"backends {a} and {b} have {len(spikes_a)} and {len(spikes_b)} neuron layers")
+            self.modules = [module for module, _ in spikes_a]
+            same = self.same.setdefault(pair, [0] * len(spikes_a))
+            total = self.total.setdefault(pair, [0] * len(spikes_a))
+            for i, ((_, sa), (_, sb)) in enumerate(zip(spikes_a, spikes_b)):
+                same[i] += int((sa == sb).sum())
+                total[i] += sa.size
+
+    def rows(self) -> list[dict]:
+        return [{"index": i, "module": module,
+                 "agreement": {pair: self.same[pair][i] / self.total[pair][i] for pair in self.same}}
+                for i, module in enumerate(self.modules)]
+
+
+@dataclasses.dataclass
+class SimulationReport:
+    """Accuracy, time and agreement per backend; ``bit_exact`` holds the lava/intsim comparison when one was
+    asked for (:class:`spikec.backends.lava.compare.BitExactWatch`), ``input_clipping`` how much of the
+    data the compiled input range clipped (:func:`input_clipping`)."""
+
+    model: str
+    samples: int
+    accuracy: dict[str, float | None]
+    seconds: dict[str, float]
+    agreement: dict[str, float]
+    layers: list[dict]
+    bit_exact: object | None = None
+    input_clipping: dict | None = None
+
+    @property
+    def exact(self) -> bool:
+        """False only when a bit-exact comparison ran and found a difference."""
+        return self.bit_exact is None or self.bit_exact.exact
+
+    def to_json(self) -> dict:
+        return {
+            "version": FORMAT_VERSION, "model": self.model, "samples": self.samples,
+            "backends": {name: {"accuracy": self.accuracy[name], "samples": self.samples,
+                                "seconds": round(self.seconds[name], 4)} for name in self.accuracy},
+            "agreement": self.agreement, "layers": self.layers,
+            **({"input_clipping": self.input_clipping} if self.input_clipping else {}),
+            **(self.bit_exact.to_json() if self.bit_exact is not None else {}),
+        }
+
+    def to_text(self) -> str:
+        lines = [f"model {self.model}: {self.samples} samples"]
+        for name in self.accuracy:
+            acc = self.accuracy[name]
+            shown = "n/a (no labels)" if acc is None else f"{100 * acc:.2f}%"
+            lines.append(f"  {name:7} accuracy {shown:>16}   {self.seconds[name]:.2f} s "
+                         f"({1000 * self.seconds[name] / max(self.samples, 1):.2f} ms/sample)")
+        for pair, value in self.agreement.items():
+            lines.append(f"  prediction agreement {pair}: {100 * value:.2f}%")
+        if self.layers:
+            pairs = list(self.layers[0]["agreement"])
+            lines.append(f"  spike agreement per neuron layer ({', '.join(pairs)}):")
+            worst = min(self.layers, key=lambda l: min(l["agreement"].values()))
+            for layer in self.layers:
+                values = ", ".join(f"{100 * v:.2f}%" for v in layer["agreement"].values())
+                marker = "  <- lowest" if layer is worst and min(worst["agreement"].values()) < 1 else ""
+                lines.append(f"    {layer['index']:3} {layer['module'] or '-':40} {values}{marker}")
+        return "\n".join(lines) + "\n" + (self.bit_exact.to_text() if self.bit_exact is not None else "")
+
+
+def batch_axis(layout: str) -> int:
+    """The axis of a model input that holds the samples: ``[B, ...]`` (layout B) or ``[T, B, ...]`` (TB)."""
+    return 0 if layout == "B" else 1
+
+
+def _batches(x: np.ndarray, batch_size: int, axis: int) -> Iterable[tuple[int, np.ndarray]]:
+    for start in range(0, x.shape[axis], batch_size):
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(start, start + batch_size)
+        yield start, np.ascontiguousarray(x[tuple(index)])
+
+
+def check_data_shape(x: np.ndarray, input_shape: tuple[int, ...], layout: str, what: str) -> None:
+    """Raise unless ``x`` stacks samples of ``input_shape`` (the model's input, batch 1) along the batch axis
+    of ``layout``."""
+    axis = batch_axis(layout)
+    want = list(input_shape)
+    got = list(x.shape)
+    if len(got) == len(want) and all(g == w for i, (g, w) in enumerate(zip(got, want)) if i != axis):
+        return
+    expected = ", ".join("N" if i == axis else str(d) for i, d in enumerate(want))
+    hint = ""
+    if layout == "TB" and len(got) == len(want) and got[1] == want[0] and got[2:] == want[2:]:
+        hint = "; x looks like [N, T, ...]: save np.swapaxes(x, 0, 1) instead"
+    raise InputError(f"the data's x has shape {got} but {what} takes [{expected}] (N samples along the "
+                     f"batch axis of input layout {layout}){hint}")
+
+
+def simulate(name: str, x: np.ndarray, y: np.ndarray | None, runners: dict[str, Callable],
+             batch_size: int = 64, progress: Callable | None = None, layout: str = "B") -> SimulationReport:
+    """Run every runner on ``x`` in batches along the batch axis of ``layout``. A runner maps a float batch
+    to ``(logits, layer_spikes)`` where ``layer_spikes`` is a list of neuron-layer spike arrays, or None
+    when it has none."""
+    axis = batch_axis(layout)
+    if x.ndim <= axis or x.shape[axis] == 0:
+        raise InputError("the data set is empty")
+    tallies = {name: _Tally() for name in runners}
+    layers = _LayerCounts()
+    batches = list(_batches(x, batch_size, axis))
+    steps = progress(batches) if progress else batches
+    for _, batch in steps:
+        layer_spikes = {}
+        for backend, run in runners.items():
+            start = time.perf_counter()
+            logits, spikes = run(batch)
+            tallies[backend].seconds += time.perf_counter() - start
+            tallies[backend].predictions.append(np.asarray(logits).argmax(axis=-1))
+            if spikes is not None:
+                layer_spikes[backend] = spikes
+        layers.add(layer_spikes)
+    predictions = {k: np.concatenate(t.predictions) for k, t in tallies.items()}
+    accuracy = {k: (None if y is None else float((p == y).mean())) for k, p in predictions.items()}
+    agreement = {f"{a}/{b}": float((predictions[a] == predictions[b]).mean())
+                 for a, b in itertools.combinations(runners, 2)}
+    return SimulationReport(name, x.shape[axis], accuracy, {k: t.seconds for k, t in tallies.items()}, agreement,
+                            layers.rows())
+
+
+def input_clipping(graph, x: np.ndarray) -> dict | None:
+    """How much of ``x`` the compiled input encoding clips: each ``quantize`` node computes
+    ``clip(floor(x * 2**exp + 0.5), lo, hi)`` (intsim's rule); returns the compiled range, the fraction of
+    input values outside it and the data's extremes, or None when nothing is clipped."""
+    nodes = [n for n in graph.nodes if n.op == "quantize"]
+    if not nodes or x.size == 0:
+        return None
+    a = nodes[0].attrs
+    levels = np.floor(x.astype(np.float64) * 2.0 ** a["exp"] + 0.5)
+    clipped = int(np.count_nonzero((levels < a["lo"]) | (levels > a["hi"])))
+    if not clipped:
+        return None
+    step = 2.0 ** a["exp"]
+    return {"range": [a["lo"] / step, a["hi"] / step], "clipped_fraction": clipped / x.size,
+            "min": float(x.min()), "max": float(x.max())}
+
+
+@dataclasses.dataclass
+class SimulationPlan:
+    """What one simulation runs on: the compiled model, plus the PyTorch module when it was compiled here
+    from a model (a compiled artifact has none, and no float graph either).
+
+    Backends: ``torch`` needs the module, ``float`` the folded float graph, ``lava`` a ``loihi2`` target;
+    ``intsim`` runs every compiled model."""
+
+    name: str
+    compiled: object                     # spikec.compiler.CompiledModel
+    input_shape: tuple[int, ...]
+    layout: str
+    module: torch.nn.Module | None = None
+
+    @classmethod
+    def of(cls, model, x, *, compiled=None, input_layout: str = "B", **compile_options) -> "SimulationPlan":
+        """``model``: a compiled artifact (directory or CompiledModel), a ModelSource, a checkpoint path, or
+        an ``nn.Module`` (compiled on the first sample of ``x`` unless ``compiled`` is given)."""
+        import os
+
+        from spikec.compiler import CompiledModel, load_artifact
+        from spikec.frontends.torch import ModelSource
+
+        if isinstance(model, (str, os.PathLike)):
+            path = os.fspath(model)
+            model = load_artifact(path) if os.path.isdir(path) else ModelSource(checkpoint=path)
+        if isinstance(model, CompiledModel):
+            return cls(model.name, model, model.input_shape, model.input_layout)
+        if isinstance(model, ModelSource):
+            from spikec.api import compile_source
+
+            loaded, compiled = compile_source(model, **compile_options)
+            return cls(loaded.name, compiled, loaded.input_shape, loaded.input_layout, loaded.module)
+        if isinstance(model, torch.nn.Module):
+            if compiled is None:
+                from spikec.api import compile as compile_module
+
+                first = next(_batches(np.ascontiguousarray(x, dtype=np.float32), 1, batch_axis(input_layout)))[1]
+                compiled = compile_module(model, torch.from_numpy(first), input_layout=input_layout,
+                                          **compile_options)
+            return cls(compiled.name, compiled, compiled.input_shape, input_layout, model)
+        raise InputError(f"cannot simulate a {type(model).__name__}: pass an nn.Module, a ModelSource, or a "
+                         "compiled artifact")
+
+    def available(self) -> list[str]:
+        names = ["torch"] if self.module is not None else []
+        names += ["float"] if self.compiled.float_graph is not None else []
+        names.append("intsim")
+        return names + (["lava"] if self.compiled.target == "loihi2" else [])
+
+    def choose(self, backends, compare: str | None) -> list[str]:
+        """The backends to run, in order (a ``compare`` reference first), or one clear error."""
+        if backends is None:
+            backends = ["lava"] if compare and self.compiled.target == "loihi2" else (
+                ["torch", "intsim"] if self.module is not None else ["intsim"])
+        chosen = list(backends)
+        if not chosen or len(set(chosen)) != len(chosen):
+            raise InputError(f"backends must be distinct names from {', '.join(self.available())}, "
+                             f"got {','.join(chosen)}")
+        for name in chosen:
+            self._check_available(name)
+        if compare is not None:
+            if compare != "intsim":
+                raise InputError(f"--compare takes intsim, got {compare!r}")
+            if "lava" not in chosen:
+                raise InputError("--compare intsim checks the lava backend against intsim: run an artifact "
+                                 "compiled with --target loihi2 with --backend lava")
+            chosen = [compare] + [b for b in chosen if b != compare]
+        return chosen
+
+    def _check_available(self, name: str) -> None:
+        if name in self.available():
+            return
+        if name not in (*BACKENDS, "lava"):
+            raise InputError(f"unknown backend {name!r}; backends: {', '.join((*BACKENDS, 'lava'))}")
+        if name == "lava" and self.module is not None:
+            raise InputError("the lava backend runs an artifact compiled with --target loihi2: run "
+                             "`spikec compile MODEL --target loihi2 -o OUT`, then "
+                             "`spikec simulate OUT --backend lava`")
+        if name == "lava":
+            raise InputError(f"{self.name} was compiled for {self.compiled.target}: compile it with --target "
+                             "loihi2 to run it on lava")
+        raise InputError(f"{self.name} is a compiled artifact: it runs on {' and '.join(self.available())} only "
+                         f"({name} needs the PyTorch model: simulate the model itself)")
+
+    def runners(self, chosen: list[str], lava_models: str = "spikec") -> dict[str, Callable]:
+        scale = self.compiled.output_scales[0]
+        makers = {"torch": lambda: torch_runner(self.module),
+                  "float": lambda: float_runner(self.compiled.float_graph),
+                  "intsim": lambda: intsim_runner(self.compiled.graph, scale),
+                  "lava": lambda: _lava_runner(self.compiled.graph, scale, lava_models)}
+        return {name: makers[name]() for name in chosen}
+
+    def run(self, x, y=None, *, backends=None, compare: str | None = None, batch_size: int = 64,
+            lava_models: str = "spikec", progress: Callable | None = None) -> "SimulationReport":
+        chosen = self.choose(backends, compare)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        check_data_shape(x, self.input_shape, self.layout, self.name)
+        runners = self.runners(chosen, lava_models)
+        watch = None
+        if compare is not None:
+            from spikec.backends.lava.compare import BitExactWatch
+
+            watch = BitExactWatch(compare, "lava")
+            runners = {b: watch.wrap(b, r) if b in (compare, "lava") else r for b, r in runners.items()}
+        report = simulate(self.name, x, y, runners, batch_size, progress, self.layout)
+        report.bit_exact = watch
+        report.input_clipping = input_clipping(self.compiled.graph, x)
+        return report
+
+
+def _lava_runner(graph, scale: float, lava_models: str) -> Callable:
+    from spikec.backends.lava.compare import lava_runner
+
+    if lava_models not in ("spikec", "lava"):
+        raise InputError(f"lava models must be spikec or lava, got {lava_models!r}")
+    return lava_runner(graph, scale, fast=lava_models == "spikec")
+
+
+def torch_runner(module: torch.nn.Module) -> Callable:
+    """The PyTorch module itself; its stateful neurons are reset before every batch, so no batch starts
+    from the state the previous one left."""
+    from spikec.frontends.torch.neurons import reset_neuron_state
+
+    module.eval()
+
+    def run(batch):
+        reset_neuron_state(module)
+        with torch.no_grad():
+            out = module(torch.from_numpy(batch))
+        if not isinstance(out, torch.Tensor):
+            raise InputError(f"the model's forward returned a {type(out).__name__}, not a tensor of logits")
+        return out.numpy(), None
+    return run
+
+
+def float_runner(graph) -> Callable:
+    from spikec.backends.float.interpreter import run_float
+
+    neurons = [n for n in graph.nodes if n.op in ("lif", "if")]
+
+    def run(batch):
+        result = run_float(graph, [torch.from_numpy(batch)], keep_values=True)
+        return result.outputs[0].numpy(), [(n.module, result.of(n).numpy().astype(np.int64)) for n in neurons]
+    return run
+
+
+def intsim_runner(graph, output_scale: float) -> Callable:
+    from spikec.backends.intsim.interpreter import run_intsim
+
+    neurons = [n for n in graph.nodes if n.op == "qlif"]
+
+    def run(batch):
+        result = run_intsim(graph, [batch], keep_values=True)
+        return result.outputs[0] / output_scale, [(n.module, result.of(n)) for n in neurons]
+    return run
