@@ -1,21 +1,22 @@
 """What ``--target loihi2`` adds to the compiled artifact (DESIGN §7): the process graph and the resource
 report in ``manifest.json`` (under ``lava``), the arrays lowering derived (neuron biases) in ``weights.npz``, and
-``lava_net.py``."""
+``lava_net.py``; and the process graph read back from a manifest (what ``lava_net.py`` runs)."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 import numpy as np
 
 from spikec.backends.lava.emit import emit_lava_net
 from spikec.backends.lava.lowering import lower
-from spikec.backends.lava.netlist import ProcessGraph
+from spikec.backends.lava.netlist import Connection, Probe, ProcessGraph, ProcessSpec, SourceSpec
 from spikec.backends.lava.resources import resource_report
 from spikec.ir import Graph
 from spikec.ir.printer import weight_table
 
-__all__ = ["LavaArtifact", "lava_artifact"]
+__all__ = ["LavaArtifact", "lava_artifact", "process_graph_from_manifest"]
 
 
 @dataclasses.dataclass
@@ -42,4 +43,26 @@ def lava_artifact(graph: Graph, name: str) -> LavaArtifact:
     clash = sorted(set(weights) & set(pg.arrays))
     if clash:
         raise ValueError(f"derived arrays clash with IR weights: {clash}")
-    return LavaArtifact(pg, resource_report(pg, weights), dict(pg.arrays), {"lava_net.py": emit_lava_net(pg, graph)})
+    return LavaArtifact(pg, resource_report(pg, weights), dict(pg.arrays), {"lava_net.py": emit_lava_net(pg)})
+
+
+def process_graph_from_manifest(name: str, lava: dict, weights: Mapping[str, np.ndarray]) -> ProcessGraph:
+    """The process graph a ``manifest.json`` records under ``lava`` (the inverse of ``ProcessGraph.to_json``),
+    with its derived arrays (the ``lava.*`` entries of ``weights``).
+
+    ``lava_net.py`` runs on this rather than on a fresh lowering of ``model.ir``: its ``build`` was generated
+    from this very graph, so sinks, sources and depths match its processes even if spikec's lowering changed
+    since the compile.
+    """
+    def ports(spec: dict) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v) for k, v in spec.items()}
+
+    processes = [ProcessSpec(p["name"], p["kind"], p["args"], p["role"], p["node"], p["module"], p["delay"],
+                             ports(p["in_ports"]), ports(p["out_ports"])) for p in lava["processes"]]
+    connections = [Connection(*c["src"].rsplit(".", 1), *c["dst"].rsplit(".", 1),
+                              tuple((kind, tuple(arg)) for kind, arg in c["views"])) for c in lava["connections"]]
+    sources = [SourceSpec(s["name"], s["node"], s["delay"], tuple(s["shape"])) for s in lava["sources"]]
+    probes = [Probe(**{**p, "shape": tuple(p["shape"])}) for p in lava["probes"]]
+    arrays = {k: v for k, v in weights.items() if k.startswith("lava.")}
+    return ProcessGraph(name, lava["timesteps"], lava["max_depth"], processes, connections, sources, probes,
+                        list(lava["host_nodes"]), arrays, {int(k): v for k, v in lava["depths"].items()})

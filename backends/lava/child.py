@@ -86,7 +86,7 @@ def run_isolated(job: Callable[[], Any], timeout: float, what: str = "Lava run")
     status, payload, answered = "error", None, False
     try:
         if not reader.poll(timeout):
-            raise LavaRunError(f"{what} did not finish within {timeout:.0f} s; it was stopped")
+            raise LavaRunError(f"{what} did not finish within {timeout:g} s; it was stopped")
         status, payload = reader.recv()
         answered = True
     except EOFError:

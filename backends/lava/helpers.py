@@ -1,7 +1,7 @@
 """Weight layouts the process graph derives from the IR's weights when a network is built.
 
-``lava_net.py`` carries a copy of these functions (its emitter copies their source), so a generated module and
-the runtime builder build every process from the same arrays in the same way.
+``lava_net.py`` imports these functions, so a generated module and the runtime builder build every process from
+the same arrays in the same way.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@
    ``s``. Integrators are read at the last step of each sample.
 5. The host runs the readout (the classifier and what follows) with intsim's rules on those values.
 
+``run_lava`` builds the network from the process graph (:mod:`.build`); ``run_lava_net`` takes the ``build``
+function of a generated ``lava_net.py`` and the artifact beside it, and runs it the same way.
+
 ``fast=True`` runs Lava's built-in Conv, Dense, Sparse, DelayDense and DelaySparse processes with spikec's
 vectorised models (:mod:`.fast_models`, proven bit-identical by the tests); ``fast=False`` uses Lava's own.
 """
@@ -20,22 +23,24 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from spikec.backends.intsim.fixed_point import wrap_int32
 from spikec.backends.intsim.interpreter import INT_RULES, _bind_input
+from spikec.backends.lava.artifact import process_graph_from_manifest
 from spikec.backends.lava.build import RunInputs, build_network
 from spikec.backends.lava.child import run_isolated
 from spikec.backends.lava.lowering import host_regions, lower
 from spikec.backends.lava.netlist import ProcessGraph
+from spikec.compiler import load_artifact
 from spikec.errors import InputError
 from spikec.ir import Graph
 from spikec.ir.interpret import check_input_shape
 from spikec.ir.printer import weight_table
 
-__all__ = ["LavaRun", "run_lava", "DEFAULT_TIMEOUT_S"]
+__all__ = ["LavaRun", "run_lava", "run_lava_net", "DEFAULT_TIMEOUT_S"]
 
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -103,12 +108,49 @@ def _fast_model_map(fast: bool) -> dict:
     return dict(FAST_MODELS)
 
 
+Builder = Callable[[RunInputs], Mapping[str, Any]]
+"""Constructs and connects a network's processes for one run, returning them by name."""
+
+
 def run_lava(graph: Graph, inputs: Sequence[Any], process_graph: ProcessGraph | None = None, *,
              weights: Mapping[str, np.ndarray] | None = None, fast: bool = True,
              timeout: float = DEFAULT_TIMEOUT_S, workdir: str | None = None) -> LavaRun:
     """Run ``graph`` (quantized) on Lava for the batch ``inputs`` (one float array per input node, as intsim)."""
     pg = process_graph or lower(graph)
     weights = weight_table(graph) if weights is None else weights
+    return _run(graph, pg, lambda run: build_network(pg, weights, run), inputs, fast=fast, timeout=timeout,
+                workdir=workdir)
+
+
+def run_lava_net(build: Callable[..., Mapping[str, Any]], artifact_dir: str, inputs: Sequence[Any], *,
+                 timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """Run the network a generated ``lava_net.py`` builds, ``build(W, source_data, sink_paths, steps)``, for the
+    artifact in ``artifact_dir`` (its ``manifest.json``, ``model.ir`` and ``weights.npz``).
+
+    The module keeps only the network (``build``); the host's encoding, the streaming, the isolation and timeout of
+    the run, the alignment of what the sinks recorded and the readout are this runtime's, as for ``run_lava``,
+    so there is one implementation of each. Lava's own models run every process (``fast=False``): the module
+    shows the network on Lava as Lava ships it.
+
+    Returns the logits, each output divided by its scale in the manifest (what ``spikec simulate --backend
+    lava`` reports), and every probe's values aligned to the model's time steps, by probe name.
+    """
+    compiled = load_artifact(artifact_dir)
+    if "lava" not in compiled.manifest:
+        raise InputError(f"{artifact_dir} was not compiled with --target loihi2: it has no Lava process graph")
+    with np.load(os.path.join(artifact_dir, "weights.npz"), allow_pickle=False) as archive:
+        weights = {k: archive[k] for k in archive.files}
+    pg = process_graph_from_manifest(compiled.name, compiled.manifest["lava"], weights)
+    result = _run(compiled.graph, pg, lambda run: build(weights, run.source_data, run.sink_paths, run.steps),
+                  inputs, fast=False, timeout=timeout, workdir=None)
+    logits = [output / scale for output, scale in zip(result.outputs, compiled.output_scales, strict=True)]
+    return logits, {probe.name: result.values[probe.node] for probe in pg.probes}
+
+
+def _run(graph: Graph, pg: ProcessGraph, build: Builder, inputs: Sequence[Any], *, fast: bool, timeout: float,
+         workdir: str | None) -> LavaRun:
+    """Encode ``inputs``, run the network ``build`` makes in a forked child, read the sinks back, aligned, and
+    run the readout."""
     encoded = _encode(graph, inputs)
     batch = graph.input_nodes[0].output.type.batch if not encoded else next(iter(encoded.values())).shape[1]
     steps = batch * pg.timesteps + pg.max_depth
@@ -128,7 +170,7 @@ def run_lava(graph: Graph, inputs: Sequence[Any], process_graph: ProcessGraph | 
             from lava.magma.core.run_configs import Loihi2SimCfg
 
             start = time.perf_counter()
-            procs = build_network(pg, weights, run)
+            procs = build(run)
             first = next(iter(procs.values()))
             config = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=model_map)
             try:
