@@ -1,5 +1,5 @@
 """balance-delays: the latency of every value of an integer graph on a pipelined target, the delay each edge
-needs so that every node's inputs arrive together, and each neuron group's reset phase (DESIGN §6).
+needs so that every node's inputs arrive together, and each neuron group's reset phase (docs/design.md, §6).
 
 **Time.** intsim is synchronous: at step ``t`` every op sees step ``t`` of its inputs. Lava is pipelined: a
 synapse process (Dense, Sparse, Conv) sends at step ``τ`` what it received at ``τ - 1``, so it costs one step;

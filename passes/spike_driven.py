@@ -1,4 +1,4 @@
-"""The spike-driven check (DESIGN §4): which ops multiply by something other than spikes?
+"""The spike-driven check (docs/design.md, §4): which ops multiply by something other than spikes?
 
 With the domains of :mod:`spikec.passes.value_domains`, each checked op has one rule:
 

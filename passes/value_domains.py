@@ -1,6 +1,6 @@
 """Value-domain analysis: for every IR value, is it spikes, bounded integers, or real numbers?
 
-The domains form a chain (DESIGN §4)::
+The domains form a chain (docs/design.md, §4)::
 
     spike  ⊂  int[lo, hi]  ⊂  real
 

@@ -1,4 +1,4 @@
-"""spikec's Python API: the functions the CLI is a thin layer over (DESIGN §1).
+"""spikec's Python API: the functions the CLI is a thin layer over (docs/design.md, §1).
 
 ``verify`` runs the spike-driven check: trace, value domains, rules; with ``observe`` it also runs the
 float interpreter on real inputs and records the values each checked operand takes (the histograms of

@@ -1,4 +1,4 @@
-"""The ``spikec`` command line (DESIGN §8): a thin layer over the Python API.
+"""The ``spikec`` command line (docs/design.md, §8): a thin layer over the Python API.
 
 Exit codes: 0 success, 1 checks found problems, 2 bad input or usage, 3 internal error.
 """

@@ -1,6 +1,6 @@
 """What every ``spikec`` command shares: error handling with exit codes, and the model options.
 
-Exit codes (DESIGN §8): 0 success, 1 checks found problems, 2 bad input or usage, 3 internal error.
+Exit codes (docs/design.md, §8): 0 success, 1 checks found problems, 2 bad input or usage, 3 internal error.
 """
 
 from __future__ import annotations

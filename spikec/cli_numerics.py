@@ -179,6 +179,9 @@ def simulate_command(source, backends, compare_with, lava_models, data, limit, b
     chosen = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
     x, y = _load_data(data, limit, _layout_of(source))
     artifact = bool(source.checkpoint and os.path.isdir(source.checkpoint))
+    if artifact and (input_exp is not None or input_range is not None or allow_saturation):
+        raise InputError(f"{source.checkpoint} is already compiled: --input-exp, --input-range and "
+                         "--allow-saturation apply when simulating a model; recompile the artifact to change them")
     plan = SimulationPlan.of(source.checkpoint if artifact else source, x, input_exp=input_exp,
                              input_range=input_range, allow_saturation=allow_saturation)
 

@@ -1,4 +1,4 @@
-"""The compile pipeline: trace, fold, quantize, prove ranges; and the compiled artifact on disk (DESIGN §7).
+"""The compile pipeline: trace, fold, quantize, prove ranges; and the compiled artifact on disk (docs/design.md, §7).
 
 ``compile_graph`` runs the passes on a traced float graph; ``CompiledModel.write`` writes the artifact
 directory atomically (a temporary directory beside it, renamed into place only when complete) and

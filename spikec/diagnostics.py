@@ -1,5 +1,5 @@
 """Findings of spikec's checks and their three renderings: text for people, JSON for scripts, SARIF
-2.1.0 for CI code scanning (DESIGN §8).
+2.1.0 for CI code scanning (docs/design.md, §8).
 
 A :class:`Finding` is one diagnostic at one op, like a compiler's::
 

@@ -1,4 +1,4 @@
-"""spikec's exception tree. The CLI maps each branch to an exit code (DESIGN §8).
+"""spikec's exception tree. The CLI maps each branch to an exit code (docs/design.md, §8).
 
 ``SpikecError`` carries an optional location so that every message about the user's model can name the
 op, the module path and the source line, like a compiler's diagnostic::

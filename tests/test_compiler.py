@@ -1,4 +1,4 @@
-"""The compiled artifact (DESIGN §7): identical bytes for identical inputs, nothing written on failure,
+"""The compiled artifact (docs/design.md, §7): identical bytes for identical inputs, nothing written on failure,
 a faithful round trip through disk, and one clear error for every kind of damage."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""intsim: spikec's integer simulator, the executable spec of the integer semantics (DESIGN §5).
+"""intsim: spikec's integer simulator, the executable spec of the integer semantics (docs/design.md, §5).
 
 intsim runs a quantized graph in synchronous time (at step ``t`` every op sees step ``t`` of its inputs, as the
 PyTorch model does) with exactly the fixed-point arithmetic of Lava's bit-accurate ``fixed_pt`` models. Lava's

@@ -1,4 +1,4 @@
-"""intsim: run a quantized IR graph with integer arithmetic only, in synchronous time (DESIGN §5–6).
+"""intsim: run a quantized IR graph with integer arithmetic only, in synchronous time (docs/design.md, §5–6).
 
 Synchronous time: at step t every op sees step t of its inputs. The graph is feed-forward, so each op is
 applied to its whole ``[T, B, ...]`` input at once (every step and sample in one vectorised call); only the

@@ -7,7 +7,7 @@ Arrays are ``int64`` holding Lava's ``int32`` / 24-bit values.
 Time: the kernels are the synchronous rule. In Lava a Dense or Conv process sends at step ``t`` what it received
 at step ``t - 1`` (it sends its buffer before it receives), so a spike emitted at ``t`` reaches the next neuron at
 ``t + 1``; a LIF receives, updates and sends within one step. intsim applies the kernels in graph order within a
-step, and the Lava backend balances the one-step hops (DESIGN §6).
+step, and the Lava backend balances the one-step hops (docs/design.md, §6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What ``--target loihi2`` adds to the compiled artifact (DESIGN §7): the process graph and the resource
+"""What ``--target loihi2`` adds to the compiled artifact (docs/design.md, §7): the process graph and the resource
 report in ``manifest.json`` (under ``lava``), the arrays lowering derived (neuron biases) in ``weights.npz``, and
 ``lava_net.py``; and the process graph read back from a manifest (what ``lava_net.py`` runs)."""
 

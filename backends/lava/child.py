@@ -2,7 +2,7 @@
 
 Lava forks an OS process per leaf process plus a runtime service, talks to them through POSIX shared memory,
 hangs at exit when ``stop()`` was never called, and can hang in ``stop()`` after an exception inside a model
-(``reference/lava-semantics.md``, "Things that bite"). So a job runs in a forked child that:
+(``docs/lava-semantics.md``, "Things that bite"). So a job runs in a forked child that:
 
 * leads its own process group (everything Lava forks from it is in that group, and is killed with it);
 * names its shared-memory segments ``psm_spikec<pid>_*`` (Lava's SharedMemoryManager server, forked from the

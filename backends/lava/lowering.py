@@ -11,7 +11,7 @@ last step. Everything else runs as Lava processes.
     qconv2d                  Conv (Lava's; input and output through transpose ports, C,H,W <-> X,Y,C)
     qdense, one token        Dense / DelayDense, sign mode MIXED (the quantizer's even 8-bit weights are kept)
     qdense, token-wise       Sparse / DelaySparse with kron(I, W): per-token weights, Dense's rule incl. weight_exp
-    qlif                     LIFReset (reset at each wave, DESIGN §6); the synapse biases as bias_mant << 6
+    qlif                     LIFReset (reset at each wave, docs/design.md §6); the synapse biases as bias_mant << 6
     add                      nothing: the terms' OutPorts connect to the consumer's one InPort (Lava sums them)
     reshape, transpose       nothing: Lava's virtual ports on the connections
     mul (same shapes)        ProdNeuron (vth 0, exp 0: sends a * b)

@@ -1,4 +1,4 @@
-"""Resource report of a process graph against Loihi 2's limits (DESIGN §7).
+"""Resource report of a process graph against Loihi 2's limits (docs/design.md, §7).
 
 Every limit names its source (:data:`LIMITS`); ``docs/lava.md`` repeats them. The estimate places each neuron
 group on whole neuro cores (``ceil(neurons / neurons_per_core)``, more when its input synapses do not fit), with

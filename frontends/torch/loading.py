@@ -1,4 +1,4 @@
-"""Load the user's model safely (DESIGN §2) and say clearly what is wrong when it cannot be loaded.
+"""Load the user's model safely (docs/design.md, §2) and say clearly what is wrong when it cannot be loaded.
 
 Sources of a model, in the order the CLI checks them:
 

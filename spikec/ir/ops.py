@@ -440,7 +440,7 @@ def _transpose(types, attrs):
 #
 # Integer values are i32 (messages, membrane inputs, spike counts; spikes are 0/1) or i64 (the host
 # readout). The exact arithmetic of every integer op is written once, in spikec.backends.intsim, after
-# Lava's bit-accurate models (reference/lava-semantics.md).
+# Lava's bit-accurate models (docs/lava-semantics.md).
 
 
 def _integer_input(x: TensorType, op: str) -> None:

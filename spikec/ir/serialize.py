@@ -5,13 +5,17 @@ JSON (``FORMAT_VERSION`` 1)::
     {"format": "spikec.ir", "version": 1, "name": "...",
      "nodes": [{"op": "conv2d", "inputs": [[0, 0]], "outputs": ["f32[4,1,48,32,32]"],
                 "attrs": {"stride": [1, 1], "bias": null, "weight": {"tensor": "patch_embed.proj_conv.weight",
-                          "type": "f32[48,3,3,3]"}, ...},
+                          "type": "float32[48, 3, 3, 3]"}, ...},
                 "loc": [{"module": "patch_embed.proj_conv", "file": "...", "line": 52}]}, ...]}
 
-An input ``[i, k]`` is output ``k`` of node ``i``. Floats are written so that they read back exactly;
-``inf``/``nan`` are the strings ``"inf"``, ``"-inf"``, ``"nan"`` under ``{"float": ...}``. Tensors are
-named handles, as in the text form; the arrays travel separately (``weights.npz``). Keys are sorted, so
-equal graphs give equal bytes.
+An input ``[i, k]`` is output ``k`` of node ``i``. Value types (``outputs``) are the IR's ``dtype[shape]``
+text (``f32[4,1,48,32,32]``). A tensor attribute is a named handle, as in the text form, with a ``type`` that
+only describes the array: numpy's dtype name and the shape as a Python list (``float32[48, 3, 3, 3]``,
+``int32[10, 64]``); reading ignores it and takes the array, by handle, from the weights mapping
+(``weights.npz``). Tuples are lists, ``none`` is ``null``; a location without a source line has ``"file"``
+and ``"line"`` ``null``. Floats are written so that they read back exactly; ``inf``/``nan`` are the strings
+``"inf"``, ``"-inf"``, ``"nan"`` under ``{"float": ...}``. Keys are sorted (``dumps``: one-space indent, a
+final newline), so equal graphs give equal bytes.
 """
 
 from __future__ import annotations

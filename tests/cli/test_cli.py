@@ -1,4 +1,4 @@
-"""The command line (DESIGN §8): help with examples, `inspect` output, and exit codes with one-line errors."""
+"""The command line (docs/design.md, §8): help with examples, `inspect` output, and exit codes with one-line errors."""
 
 from __future__ import annotations
 

@@ -186,6 +186,12 @@ def test_an_artifact_simulates_on_intsim_by_default(tmp_path):
     assert list(json.loads(out)["backends"]) == ["intsim"]
 
 
+def test_quantization_options_do_not_apply_to_an_artifact(tmp_path):
+    assert run("compile", *MODEL, "-o", tmp_path / "a")[0] == 0
+    code, _, err = run("simulate", tmp_path / "a", "--input-range", "-1,1", "--data", _image_data(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "is already compiled: --input-exp, --input-range" in err
+
+
 def test_lava_on_a_checkpoint_says_what_lava_runs(tmp_path):
     code, _, err = run("simulate", *MODEL, "--backend", "lava", "--data", _image_data(tmp_path))
     assert code == 2

@@ -1,4 +1,4 @@
-"""Loading the user's model (DESIGN §2): checkpoint dicts from the zoo, official-style state dicts, the
+"""Loading the user's model (docs/design.md, §2): checkpoint dicts from the zoo, official-style state dicts, the
 user's own code with spikingjelly neurons built for CuPy, and one clear line for every kind of bad input."""
 
 from __future__ import annotations

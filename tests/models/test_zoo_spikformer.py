@@ -2,8 +2,9 @@
 
 Golden facts: ``tests/data/official_keys/spikformer-{cifar,imagenet,dvs}.txt`` are the ``state_dict`` keys of
 the official ``ZK-Zhou/spikformer`` classes built with their default configs (header line says which); the
-parameter counts are the "code total" / "minus unused params" columns of the reference table
-(``shared/reference/official-models.md`` §5). Forward checks use small configs.
+parameter counts were measured by instantiating those classes: the total the code prints (it includes the unused
+LayerNorms) and the total without the unused parameters (``_is_unused``: the positional embedding and those
+LayerNorms). Forward checks use small configs.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def test_state_dict_keys_equal_official_in_order(variant):
     assert list(model.state_dict().keys()) == golden
 
 
-PARAM_COUNTS = [  # (zoo name, config, code total, minus unused) from the reference table §5
+PARAM_COUNTS = [  # (zoo name, config, code total, minus unused), measured on the official classes
     ("spikformer-cifar", {}, 9_330_874, 9_324_730),
     ("spikformer-cifar", {"num_classes": 100}, 9_365_524, None),
     ("spikformer-cifar", {"embed_dim": 256, "num_heads": 8}, 4_159_274, 4_155_178),
@@ -297,7 +298,8 @@ def test_dvs_takes_batch_first_event_frames():
 @pytest.mark.parametrize("residual", ["add", "iand"])
 @pytest.mark.parametrize("name", ALL)
 def test_tracer_accepts_the_model(name, residual):
-    tracer = pytest.importorskip("spikec.frontends.torch.tracer")
+    from spikec.frontends.torch import tracer
+
     model = _small(name, residual=residual, depth=1).eval()
     x = _input(name, batch=1, depth=1)
     with torch.no_grad():

@@ -140,7 +140,8 @@ def _input_domain(graph, domains, module: str):
 @pytest.mark.parametrize("name, proj, fc1", [("spikformer-cifar", "linear", "fc1_linear"),
                                              ("spikformer-dvs", "conv", "fc1_conv")])
 def test_spikformer_sew_ranges_are_exact(name, proj, fc1):
-    """Block l reads int[0, 2 + 2l] at q/k/v and int[0, 3 + 2l] at fc1 (official-models.md §1)."""
+    """Block l reads int[0, 2 + 2l] at q/k/v and int[0, 3 + 2l] at fc1: the SPS add gives int[0, 2], and each
+    SEW residual add adds one more spike tensor."""
     graph = _trace(name, depth=3, embed_dim=32, num_heads=2, T=2, img_size=16 if "cifar" in name else 32)
     domains = ValueDomains().run(graph)
     sps_add = next(n for n in graph.nodes if n.op == "add" and n.module == "patch_embed")

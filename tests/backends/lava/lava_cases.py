@@ -100,7 +100,8 @@ def assert_bit_exact(graph, x: np.ndarray, run) -> None:
         got = run.values[index]
         assert expected.shape == got.shape and np.array_equal(expected, got), \
             f"node {index} ({node.op} {node.module}) differs: {first_difference(expected, got)}"
-    for expected, got in zip(reference.outputs, run.outputs):
+    assert len(run.outputs) == len(reference.outputs), "Lava returned every output"
+    for expected, got in zip(reference.outputs, run.outputs, strict=True):
         assert np.array_equal(expected, got), "outputs differ"
 
 

@@ -1,5 +1,5 @@
 """Lava and intsim give identical spike trains on every neuron layer, for every zoo family and the trained
-digits models (DESIGN §5: "intsim vs Lava: identical spike trains on every layer, always").
+digits models (docs/design.md, §5: intsim and Lava agree spike for spike on every layer, always).
 
 Each run streams the batch through Lava's fixed_pt models (spikec's vectorised Conv/Sparse models) in a forked
 child under a timeout; ``test_lava_own_models_*`` runs Lava's own models. Families: MS residual
