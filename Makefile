@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv which python 2>/dev/
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test lint venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ demo: $(STAMP)
 	$(VENV)/bin/spikec simulate $(DEMO_MODEL) --input-exp 4 --backend torch,intsim
 	$(VENV)/bin/spikec simulate $(DEMO_OUT) --backend lava --compare intsim --limit 32
 
-test: $(STAMP)
+# ruff (pyflakes, pycodestyle, complexity at most 12; pyproject.toml) and the test suite, which includes the
+# import-layering contract (tests/test_layering.py).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(VENV)/bin/python -m pytest -q
 
 clean:

@@ -1,9 +1,10 @@
 """Throughput of intsim against PyTorch float, measured in one process.
 
 Models: Spikformer-4-384 CIFAR (random weights and batch-norm statistics, T=4, batch 16) and, when its
-checkpoint exists, the digits Spikingformer (quantized with input_exp 4, as `make demo` does). For each: images per second of the PyTorch module (float32,
-eval, no_grad) and of intsim on the compiled integer graph, over the same batches, and their ratio
-(intsim / torch; above 1 means intsim is faster). Also reported: how often the two predict the same class.
+checkpoint exists, the digits Spikingformer (quantized with input_exp 4, as `make demo` does). For each: images
+per second of the PyTorch module (float32, eval, no_grad) and of intsim on the compiled integer graph, over
+the same batches, and their ratio (intsim / torch; above 1 means intsim is faster). Also reported: how often
+the two predict the same class.
 
     .venv/bin/python bench/intsim_vs_torch.py [--repeats 3] [--threads 2]
 """
@@ -15,7 +16,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 from spikec.backends.intsim.interpreter import run_intsim

@@ -77,7 +77,7 @@ def compile_source(source, *, target: str = "intsim", input_exp: int | None = No
 
 
 def simulate(model, x, y=None, *, backends=None, compare: str | None = None, batch_size: int = 64,
-             input_layout: str = "B", lava_models: str = "spikec", progress=None, compiled=None, **compile_options):
+             progress=None, **options):
     """Run ``model`` on the samples ``x`` (labels ``y`` optional) with ``backends`` and compare them.
 
     ``model`` is an ``nn.Module`` (traced on the first sample of ``x``, whose samples lie along the batch
@@ -85,12 +85,16 @@ def simulate(model, x, y=None, *, backends=None, compare: str | None = None, bat
     (a directory written by ``spikec compile``, or its :func:`~spikec.compiler.load_artifact`). Backends:
     torch, float, intsim for a model (default torch and intsim); intsim, and lava for a ``loihi2`` artifact
     (default intsim; lava with ``compare``). ``compare="intsim"`` also checks lava against intsim bit for
-    bit. ``compiled`` reuses a :func:`compile` result of ``model``. Returns a
-    :class:`spikec.simulation.SimulationReport`.
+    bit. Returns a :class:`spikec.simulation.SimulationReport`.
+
+    ``options``: ``input_layout`` ("B" or "TB", for a module), ``compiled`` (a :func:`compile` result of the
+    module to reuse), ``lava_models`` ("spikec" or "lava"), and :func:`compile`'s ``input_exp``,
+    ``input_range``, ``allow_saturation``.
     """
     from spikec.simulation import SimulationPlan
 
-    plan = SimulationPlan.of(model, x, compiled=compiled, input_layout=input_layout, **compile_options)
+    lava_models = options.pop("lava_models", "spikec")
+    plan = SimulationPlan.of(model, x, **options)
     return plan.run(x, y, backends=backends, compare=compare, batch_size=batch_size, lava_models=lava_models,
                     progress=progress)
 

@@ -83,21 +83,25 @@ def model_options(command):
     ]
 
     @functools.wraps(command)
-    def with_source(*args, checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps,
-                    input_layout, **kwargs):
-        source = model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape,
-                              timesteps, input_layout)
-        return command(*args, source=source, **kwargs)
+    def with_source(*args, **kwargs):
+        given = {name: kwargs.pop(name) for name in _MODEL_PARAMS}
+        return command(*args, source=model_source(**given), **kwargs)
 
     for option in reversed(options):
         with_source = option(with_source)
     return with_source
 
 
-def model_source(checkpoint, model_ref, arch, model_args, weights, allow_pickle, input_shape, timesteps, input_layout):
+_MODEL_PARAMS = ("checkpoint", "model_ref", "arch", "model_args", "weights", "allow_pickle", "input_shape",
+                 "timesteps", "input_layout")
+
+
+def model_source(**given):
+    """The :class:`~spikec.frontends.torch.ModelSource` the model options (:data:`_MODEL_PARAMS`) name."""
     from spikec.frontends.torch import ModelSource, parse_shape
 
-    return ModelSource(checkpoint=checkpoint, model=model_ref, arch=arch, model_args=parse_model_args(model_args),
-                       weights=weights, allow_pickle=allow_pickle,
-                       input_shape=parse_shape(input_shape) if input_shape else None,
-                       timesteps=timesteps, input_layout=input_layout)
+    shape = given["input_shape"]
+    return ModelSource(checkpoint=given["checkpoint"], model=given["model_ref"], arch=given["arch"],
+                       model_args=parse_model_args(given["model_args"]), weights=given["weights"],
+                       allow_pickle=given["allow_pickle"], input_shape=parse_shape(shape) if shape else None,
+                       timesteps=given["timesteps"], input_layout=given["input_layout"])

@@ -85,7 +85,7 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
         _report_resources(compiled.lava.resources, strict)
     compiled.write(out_dir, force=force)
     q = compiled.quantization
-    worst = max(q.layers, key=lambda l: l.relative_error) if q.layers else None
+    worst = max(q.layers, key=lambda layer: layer.relative_error) if q.layers else None
     lo, hi = q.input_range
     click.echo(f"compiled {compiled.name} for {target}: {len(compiled.graph.nodes)} integer ops, "
                f"{len(q.layers)} synapse groups, {len(q.neurons)} neuron groups, input in [{lo:g}, {hi:g}] "

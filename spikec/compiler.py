@@ -40,8 +40,8 @@ from spikec.passes.fold_scales import FoldScales
 from spikec.passes.quantize import QuantizationReport, QuantizeOptions, quantize_graph
 from spikec.passes.range_analysis import RangeReport
 
-__all__ = ["CompiledModel", "compile_graph", "load_artifact", "read_manifest", "check_output_dir", "ARTIFACT_VERSION", "ARTIFACT_FILES",
-           "TARGETS"]
+__all__ = ["CompiledModel", "compile_graph", "load_artifact", "read_manifest", "check_output_dir", "ARTIFACT_VERSION",
+           "ARTIFACT_FILES", "TARGETS"]
 
 ARTIFACT_VERSION = 1
 TARGETS = ("intsim", "loihi2")
@@ -89,8 +89,9 @@ class CompiledModel:
             "versions": _versions(),
             "files": {"ir": "model.ir", "weights": "weights.npz"},
             "quantization": {
-                "input_exp": q.input_exp, "input_range": list(q.input_range), "output_scales": q.output_scales, "iterations": q.iterations,
-                "layers": [dataclasses.asdict(l) for l in q.layers],
+                "input_exp": q.input_exp, "input_range": list(q.input_range), "output_scales": q.output_scales,
+                "iterations": q.iterations,
+                "layers": [dataclasses.asdict(layer) for layer in q.layers],
                 "neurons": [dataclasses.asdict(n) for n in q.neurons],
             },
             "ranges": layer_ranges,

@@ -42,20 +42,21 @@ class InspectReport:
             "version": FORMAT_VERSION, "model": self.model, "input_shape": list(self.input_shape),
             "input_layout": self.input_layout, "parameters": self.parameters, "nodes": len(self.graph.nodes),
             "ir": print_graph(self.graph),
-            "layers": [{"index": l.index, "op": l.op, "module": l.module,
-                        "output_shape": None if l.output_shape is None else list(l.output_shape),
-                        "parameters": l.parameters, "file": l.file, "line": l.line} for l in self.layers],
+            "layers": [{"index": layer.index, "op": layer.op, "module": layer.module,
+                        "output_shape": None if layer.output_shape is None else list(layer.output_shape),
+                        "parameters": layer.parameters, "file": layer.file, "line": layer.line}
+                       for layer in self.layers],
         }
 
     def to_text(self) -> str:
         header = (f"model {self.model}: input {list(self.input_shape)} (layout {self.input_layout}), "
                   f"{len(self.graph.nodes)} IR nodes, {self.parameters:,} parameters")
         rows = [("#", "op", "module", "output", "params", "source")]
-        for l in self.layers:
-            shape = "-" if l.output_shape is None else "[" + ",".join(map(str, l.output_shape)) + "]"
-            source = f"{l.file}:{l.line}" if l.file else "-"
-            rows.append((str(l.index), l.op, l.module or "-", shape, f"{l.parameters:,}" if l.parameters else "",
-                         source))
+        for layer in self.layers:
+            shape = "-" if layer.output_shape is None else "[" + ",".join(map(str, layer.output_shape)) + "]"
+            source = f"{layer.file}:{layer.line}" if layer.file else "-"
+            params = f"{layer.parameters:,}" if layer.parameters else ""
+            rows.append((str(layer.index), layer.op, layer.module or "-", shape, params, source))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         table = "\n".join("  ".join(c.ljust(w) if i != 4 else c.rjust(w) for i, (c, w) in
                                     enumerate(zip(row, widths))).rstrip() for row in rows)

@@ -99,7 +99,7 @@ class SimulationReport:
         if self.layers:
             pairs = list(self.layers[0]["agreement"])
             lines.append(f"  spike agreement per neuron layer ({', '.join(pairs)}):")
-            worst = min(self.layers, key=lambda l: min(l["agreement"].values()))
+            worst = min(self.layers, key=lambda layer: min(layer["agreement"].values()))
             for layer in self.layers:
                 values = ", ".join(f"{100 * v:.2f}%" for v in layer["agreement"].values())
                 marker = "  <- lowest" if layer is worst and min(worst["agreement"].values()) < 1 else ""

@@ -340,7 +340,8 @@ class _Lowerer:
     def check_dense_weights(self, node: Node) -> None:
         w = node.attrs["weight"]
         if not np.array_equal(prepare_dense_weights(w, 8, SignMode.MIXED), w):
-            self.fail(node, "weights are not 8-bit even mantissas in [-256, 254] (Lava's MIXED Dense would change them)")
+            self.fail(node, "weights are not 8-bit even mantissas in [-256, 254] "
+                            "(Lava's MIXED Dense would change them)")
 
     def conv_args(self, node: Node, handle: str, graded: bool):
         a = node.attrs

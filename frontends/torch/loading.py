@@ -201,7 +201,8 @@ def read_checkpoint(path: str, allow_pickle: bool = False) -> Any:
         with cupy_neurons_on_cpu():
             return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise InputError(f"{path} could not be unpickled even with --allow-pickle: {type(exc).__name__}: {exc}") from None
+        raise InputError(f"{path} could not be unpickled even with --allow-pickle: "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 # ---------------------------------------------------------------- state dicts
@@ -216,7 +217,8 @@ def _state_dict_of(payload: Any, path: str) -> dict[str, torch.Tensor]:
                 payload = payload[key]
                 break
     if not isinstance(payload, dict) or not payload or not all(isinstance(v, torch.Tensor) for v in payload.values()):
-        raise InputError(f"{path} holds no state_dict (expected a dict of tensors, or one under 'state_dict' or 'model')")
+        raise InputError(f"{path} holds no state_dict (expected a dict of tensors, or one under 'state_dict' or "
+                         "'model')")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in payload.items()}
 
 
@@ -324,21 +326,30 @@ def load_model(source: ModelSource) -> LoadedModel:
         raise InputError("name one model: a checkpoint file, --model FILE.py:NAME, or --arch NAME"
                          + (f" (got {', '.join(given)})" if given else ""))
     if source.model:
-        factory = _import_reference(source.model)
-        if source.timesteps is not None:
-            raise InputError("--timesteps applies to zoo models; pass T to your model through --model-args")
-        module = _construct(factory, source.model_args, source.model)
-        if source.weights:
-            load_state_dict(module, _state_dict_of(read_checkpoint(source.weights, source.allow_pickle),
-                                                   source.weights), source.weights)
-        name = source.model.rpartition(":")[2]
-        return LoadedModel(module, _shape_or_error(source.input_shape, source.model), source.input_layout, name)
+        return _load_code(source)
     if source.arch:
         state = None
         if source.weights:
             state = _state_dict_of(read_checkpoint(source.weights, source.allow_pickle), source.weights)
         return _load_zoo(source.arch, source.model_args, source, state, source.weights or "")
+    return _load_checkpoint(source)
 
+
+def _load_code(source: ModelSource) -> LoadedModel:
+    """``--model FILE.py:NAME`` or ``module:NAME`` with ``--model-args`` and optional ``--weights``."""
+    factory = _import_reference(source.model)
+    if source.timesteps is not None:
+        raise InputError("--timesteps applies to zoo models; pass T to your model through --model-args")
+    module = _construct(factory, source.model_args, source.model)
+    if source.weights:
+        load_state_dict(module, _state_dict_of(read_checkpoint(source.weights, source.allow_pickle),
+                                               source.weights), source.weights)
+    name = source.model.rpartition(":")[2]
+    return LoadedModel(module, _shape_or_error(source.input_shape, source.model), source.input_layout, name)
+
+
+def _load_checkpoint(source: ModelSource) -> LoadedModel:
+    """A checkpoint file: a zoo checkpoint dict, or (with ``--allow-pickle``) a pickled module."""
     path = source.checkpoint
     if path.endswith(".pt2"):
         raise InputError(f"{path}: torch.export programs (.pt2) are not supported yet; pass the model's code "

@@ -652,14 +652,7 @@ def trace_module(model: nn.Module, example_input: torch.Tensor, input_layout: st
     Raises :class:`InputError` listing every unsupported op and unknown stateful module, each with its
     ``file:line`` and module path.
     """
-    if input_layout not in ("B", "TB"):
-        raise InputError(f"input layout must be B or TB, got {input_layout!r}")
-    if not isinstance(example_input, torch.Tensor) or not example_input.is_floating_point():
-        raise InputError("the example input must be a floating-point tensor")
-    rank_needed = 2 if input_layout == "B" else 3
-    if example_input.dim() < rank_needed:
-        raise InputError(f"an input with layout {input_layout} needs at least {rank_needed} dims, "
-                         f"got shape {list(example_input.shape)}")
+    _check_example_input(example_input, input_layout)
     graph = Graph(name or _model_name(model))
     tracer = _Tracer(model, graph)
     shape = tuple(example_input.shape)
@@ -668,7 +661,31 @@ def trace_module(model: nn.Module, example_input: torch.Tensor, input_layout: st
     input_value = graph.create_node("input", [], {"name": "x", "layout": input_layout},
                                     output_types=[TensorType(ir_shape)]).output
     tracer.bind(x, input_value, Role.BATCH if input_layout == "B" else Role.TB)
+    out = _run_traced(model, tracer, x)
+    outputs, layouts = _traced_outputs(tracer, out)
+    if tracer.errors:
+        unique = list(dict.fromkeys(tracer.errors))
+        raise InputError(f"cannot trace {type(model).__name__}: {len(unique)} problem(s)\n" + "\n".join(unique))
+    if not outputs:
+        raise InputError("the model returns no tensor")
+    graph.create_node("output", outputs, {"layouts": tuple(layouts)})
+    verify_graph(graph)
+    return TraceResult(graph, out)
 
+
+def _check_example_input(example_input: torch.Tensor, input_layout: str) -> None:
+    if input_layout not in ("B", "TB"):
+        raise InputError(f"input layout must be B or TB, got {input_layout!r}")
+    if not isinstance(example_input, torch.Tensor) or not example_input.is_floating_point():
+        raise InputError("the example input must be a floating-point tensor")
+    rank_needed = 2 if input_layout == "B" else 3
+    if example_input.dim() < rank_needed:
+        raise InputError(f"an input with layout {input_layout} needs at least {rank_needed} dims, "
+                         f"got shape {list(example_input.shape)}")
+
+
+def _patch_neurons(model: nn.Module, tracer: _Tracer) -> list[nn.Module]:
+    """Route every neuron and unknown stateful module's forward through the tracer; returns those patched."""
     patched: list[nn.Module] = []
     for module in model.modules():
         if module is model:
@@ -679,19 +696,25 @@ def trace_module(model: nn.Module, example_input: torch.Tensor, input_layout: st
         elif looks_stateful(module):
             module.forward = tracer.unknown_stateful_forward(module, module.forward)
             patched.append(module)
+    return patched
+
+
+def _run_traced(model: nn.Module, tracer: _Tracer, x: torch.Tensor):
+    """Run ``model`` on ``x`` under the tracer, in eval mode; the model is left as it was found."""
+    patched = _patch_neurons(model, tracer)
     hooks = [nn.modules.module.register_module_forward_pre_hook(tracer.enter_module),
              nn.modules.module.register_module_forward_hook(tracer.exit_module)]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), tracer:
-            out = model(x)
+            return model(x)
     except InputError:
         raise
     except Exception as exc:  # the user's model failed to run on the example input
         frame = _user_frame(traceback.extract_tb(exc.__traceback__))
         where = f" ({frame[0]}:{frame[1]})" if frame else ""
-        raise InputError(f"the model failed on an input of shape {list(shape)}: "
+        raise InputError(f"the model failed on an input of shape {list(x.shape)}: "
                          f"{type(exc).__name__}: {exc}{where}") from exc
     finally:
         for hook in hooks:
@@ -700,6 +723,10 @@ def trace_module(model: nn.Module, example_input: torch.Tensor, input_layout: st
             del module.forward
         model.train(was_training)
 
+
+def _traced_outputs(tracer: _Tracer, out) -> tuple[list, list[int]]:
+    """The IR values of the model's returned tensors and their layouts (1: time-major); problems go to
+    ``tracer.errors``."""
     outputs, layouts = [], []
     for tensor in _tensors(out):
         source = tracer.lookup(tensor)
@@ -713,11 +740,4 @@ def trace_module(model: nn.Module, example_input: torch.Tensor, input_layout: st
             continue
         outputs.append(source.value)
         layouts.append(1 if source.role is Role.TB else 0)
-    if tracer.errors:
-        unique = list(dict.fromkeys(tracer.errors))
-        raise InputError(f"cannot trace {type(model).__name__}: {len(unique)} problem(s)\n" + "\n".join(unique))
-    if not outputs:
-        raise InputError("the model returns no tensor")
-    graph.create_node("output", outputs, {"layouts": tuple(layouts)})
-    verify_graph(graph)
-    return TraceResult(graph, out)
+    return outputs, layouts

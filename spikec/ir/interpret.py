@@ -45,10 +45,7 @@ def interpret(graph: Graph, inputs: Sequence[Any], rules: dict[str, Rule], bind:
     input_nodes = graph.input_nodes
     if len(inputs) != len(input_nodes):
         raise InputError(f"the graph takes {len(input_nodes)} input(s), got {len(inputs)}")
-    last_use: dict[int, Node] = {}
-    for node in graph.nodes:
-        for value in node.inputs:
-            last_use[id(value)] = node
+    last_use = {id(value): node for node in graph.nodes for value in node.inputs}
     env: dict[int, Any] = {}
     kept: dict[Node, Any] = {}
     for node in graph.nodes:
@@ -61,20 +58,25 @@ def interpret(graph: Graph, inputs: Sequence[Any], rules: dict[str, Rule], bind:
         if node.op == "output":
             outputs = [a if keep else a[0] for a, keep in zip(args, node.attrs["layouts"])]
             return Run(outputs, kept)
-        rule = rules.get(node.op)
-        if rule is None:
-            raise SpikecError(f"{backend} has no rule for {node.describe()}")
-        try:
-            result = rule(node, args)
-        except SpikecError:
-            raise
-        except Exception as exc:
-            raise SpikecError(f"{backend} failed at {node.describe()}: {type(exc).__name__}: {exc}") from exc
+        result = _apply(rules, node, args, backend)
         env[id(node.output)] = result
         if keep_values:
             kept[node] = result
             continue
         for value in node.inputs:
-            if last_use.get(id(value)) is node:
+            if last_use.get(id(value)) is node:     # free each value after its last use
                 env.pop(id(value), None)
     raise SpikecError(f"graph @{graph.name} has no output node")
+
+
+def _apply(rules: dict[str, Rule], node: Node, args: list, backend: str) -> Any:
+    """``node``'s rule on ``args``; a missing rule or a failure names the backend and the node."""
+    rule = rules.get(node.op)
+    if rule is None:
+        raise SpikecError(f"{backend} has no rule for {node.describe()}")
+    try:
+        return rule(node, args)
+    except SpikecError:
+        raise
+    except Exception as exc:
+        raise SpikecError(f"{backend} failed at {node.describe()}: {type(exc).__name__}: {exc}") from exc

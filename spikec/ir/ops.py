@@ -480,7 +480,8 @@ def _qdense(types, attrs):
     (x,) = types
     _integer_input(x, "qdense")
     w, axis = attrs["weight"], attrs["axis"]
-    _need(w.ndim == 2 and w.dtype.kind == "i", f"weight must be an integer [out, in] matrix, got {w.dtype}{list(w.shape)}")
+    _need(w.ndim == 2 and w.dtype.kind == "i",
+          f"weight must be an integer [out, in] matrix, got {w.dtype}{list(w.shape)}")
     _sample_axis(x, axis, "axis")
     _need(w.shape[1] == x.shape[axis], f"weight expects {w.shape[1]} inputs, got {x.shape[axis]}")
     _check_bias(attrs, w.shape[0])

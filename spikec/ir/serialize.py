@@ -83,7 +83,7 @@ def to_json(graph: Graph) -> dict:
             "inputs": [positions[id(v)] for v in node.inputs],
             "outputs": [_type_text(v.type) for v in node.outputs],
             "attrs": {k: _attr_to_json(v, handles.get((id(node), k))) for k, v in node.attrs.items()},
-            "loc": [{"module": l.module, "file": l.file, "line": l.line} for l in node.locs],
+            "loc": [{"module": loc.module, "file": loc.file, "line": loc.line} for loc in node.locs],
         })
     return {"format": "spikec.ir", "version": FORMAT_VERSION, "name": graph.name, "nodes": nodes}
 
@@ -98,7 +98,7 @@ def from_json(data: dict, weights: Mapping[str, np.ndarray]) -> Graph:
         try:
             inputs = [graph.nodes[i].outputs[k] for i, k in record["inputs"]]
             attrs = {k: _attr_from_json(v, weights) for k, v in record["attrs"].items()}
-            locs = [Location(l["module"], l["file"], l["line"]) for l in record["loc"]]
+            locs = [Location(loc["module"], loc["file"], loc["line"]) for loc in record["loc"]]
             graph.create_node(record["op"], inputs, attrs, locs,
                               output_types=[_parse_type(t) for t in record["outputs"]])
         except (KeyError, IndexError, TypeError, ValueError) as exc:

@@ -42,7 +42,7 @@ def test_inspect_json_is_machine_readable():
     assert report["version"] == 1 and report["model"] == "sdt_cifar"
     assert report["parameters"] == sum(layer["parameters"] for layer in report["layers"])
     assert report["ir"].startswith("graph @sdt_cifar {")
-    first_conv = next(l for l in report["layers"] if l["op"] == "conv2d")
+    first_conv = next(layer for layer in report["layers"] if layer["op"] == "conv2d")
     assert first_conv["module"] == "patch_embed.proj_conv" and first_conv["file"] == "spikec/models/sdt.py"
 
 

@@ -3,6 +3,8 @@ rejects broken graphs with a message naming the node, and edits through the API 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -145,6 +147,79 @@ def _weights(draw, shape):
     return np.resize(np.array(values, dtype=np.float32), shape)
 
 
+def _draw_lif(draw, g, v, values):
+    return {"tau": draw(st.floats(1.01, 100)), "v_threshold": draw(_FLOATS), "v_reset": draw(st.none() | _FLOATS),
+            "decay_input": draw(st.booleans())}, [v]
+
+
+def _draw_if(draw, g, v, values):
+    return {"v_threshold": draw(_FLOATS), "v_reset": draw(st.none() | _FLOATS)}, [v]
+
+
+def _draw_scale(draw, g, v, values):
+    return {"factor": draw(st.floats(allow_nan=False, allow_infinity=False))}, [v]
+
+
+def _draw_binary(draw, g, v, values):
+    return {}, [v, draw(st.sampled_from([u for u in values if u.type == v.type]))]
+
+
+def _draw_linear(draw, g, v, values):
+    out = draw(st.integers(1, 4))
+    return {"weight": draw(_weights((out, v.type.shape[-1]))), "bias": draw(st.none() | _weights((out,)))}, [v]
+
+
+def _draw_batchnorm(draw, g, v, values):
+    c = v.type.shape[2]
+    return {"weight": draw(st.none() | _weights((c,))), "bias": draw(st.none() | _weights((c,))),
+            "running_mean": draw(_weights((c,))), "running_var": draw(_weights((c,))),
+            "eps": draw(st.floats(1e-8, 1e-3)), "axis": 2}, [v]
+
+
+def _draw_reduction(draw, g, v, values):
+    axes = draw(st.lists(st.sampled_from([0] + list(range(2, v.type.rank))), min_size=1, max_size=2, unique=True))
+    return {"axes": tuple(axes), "keepdim": draw(st.booleans())}, [v]
+
+
+def _draw_reshape(draw, g, v, values):
+    return {"shape": (int(np.prod(v.type.sample_shape)),)}, [v]
+
+
+def _draw_transpose(draw, g, v, values):
+    return {"perm": (0, 1, *draw(st.permutations(list(range(2, v.type.rank)))))}, [v]
+
+
+def _draw_conv(draw, g, v, values):
+    t = v.type
+    spatial = t.rank - 3
+    out, k = draw(st.integers(1, 4)), draw(st.integers(1, min(3, t.shape[-1])))
+    return {"weight": draw(_weights((out, t.shape[2]) + (k,) * spatial)), "bias": draw(st.none() | _weights((out,))),
+            "stride": (draw(st.integers(1, 2)),) * spatial, "padding": (draw(st.integers(0, 1)),) * spatial,
+            "dilation": (1,) * spatial, "groups": 1}, [v]
+
+
+def _draw_matmul(draw, g, v, values):
+    return {}, [v, g.add("transpose", [v], {"perm": (0, 1, 3, 2)})]
+
+
+def _draw_pool(draw, g, v, values, *, average: bool):
+    k = draw(st.integers(1, min(v.type.shape[-2:])))
+    attrs = {"kernel": (k, k), "stride": (draw(st.integers(1, 2)),) * 2,
+             "padding": (draw(st.integers(0, k // 2)),) * 2, "ceil_mode": draw(st.booleans())}
+    if average:
+        return attrs | {"count_include_pad": draw(st.booleans()), "divisor": draw(st.none() | st.integers(1, 9))}, [v]
+    return attrs | {"dilation": (1, 1)}, [v]
+
+
+# The ops a random graph draws from, by the rank of the value they read, and how each draws its attributes.
+_DRAW_OP = {"lif": _draw_lif, "if": _draw_if, "scale": _draw_scale, "add": _draw_binary, "mul": _draw_binary,
+            "and_not": _draw_binary, "linear": _draw_linear, "batchnorm": _draw_batchnorm, "mean": _draw_reduction,
+            "sum": _draw_reduction, "reshape": _draw_reshape, "transpose": _draw_transpose}
+_DRAW_RANK_OP = {5: {"conv2d": _draw_conv, "maxpool": functools.partial(_draw_pool, average=False),
+                     "avgpool": functools.partial(_draw_pool, average=True)},
+                 4: {"conv1d": _draw_conv, "matmul": _draw_matmul}}
+
+
 @st.composite
 def random_graphs(draw) -> Graph:
     """Chains of random valid ops with random attributes, rank-5 and rank-4 values, and skip connections."""
@@ -154,72 +229,17 @@ def random_graphs(draw) -> Graph:
     size = draw(st.integers(2, 6))
     x = _input(g, (1, batch, channels, size, size))
     values = [g.add("repeat_time", [x], {"T": draw(st.integers(1, 4))})]
-    for step in range(draw(st.integers(1, 10))):
+    for _ in range(draw(st.integers(1, 10))):
         v = draw(st.sampled_from([u for u in values if u.type.rank >= 3]))
         loc = draw(st.lists(st.builds(Location, st.text("abc.0123", max_size=12),
                                       st.sampled_from(["m.py", "dir/f.py"]), st.integers(1, 999)), max_size=2))
-        t = v.type
-        c = t.shape[2]
-        choices = ["lif", "if", "scale", "add", "mul", "and_not", "linear", "batchnorm", "mean", "sum",
-                   "reshape", "transpose"]
-        if t.rank == 5:
-            choices += ["conv2d", "maxpool", "avgpool"]
-        if t.rank == 4:
-            choices += ["conv1d", "matmul"]
-        op = draw(st.sampled_from(choices))
-        if op == "lif":
-            attrs = {"tau": draw(st.floats(1.01, 100)), "v_threshold": draw(_FLOATS),
-                     "v_reset": draw(st.none() | _FLOATS), "decay_input": draw(st.booleans())}
-            inputs = [v]
-        elif op == "if":
-            attrs, inputs = {"v_threshold": draw(_FLOATS), "v_reset": draw(st.none() | _FLOATS)}, [v]
-        elif op == "scale":
-            attrs, inputs = {"factor": draw(st.floats(allow_nan=False, allow_infinity=False))}, [v]
-        elif op in ("add", "mul", "and_not"):
-            same = [u for u in values if u.type == t]
-            attrs, inputs = {}, [v, draw(st.sampled_from(same))]
-        elif op == "linear":
-            out = draw(st.integers(1, 4))
-            attrs = {"weight": draw(_weights((out, t.shape[-1]))),
-                     "bias": draw(st.none() | _weights((out,)))}
-            inputs = [v]
-        elif op == "batchnorm":
-            attrs = {"weight": draw(st.none() | _weights((c,))), "bias": draw(st.none() | _weights((c,))),
-                     "running_mean": draw(_weights((c,))), "running_var": draw(_weights((c,))),
-                     "eps": draw(st.floats(1e-8, 1e-3)), "axis": 2}
-            inputs = [v]
-        elif op in ("mean", "sum"):
-            axes = draw(st.lists(st.sampled_from([0] + list(range(2, t.rank))), min_size=1, max_size=2, unique=True))
-            attrs, inputs = {"axes": tuple(axes), "keepdim": draw(st.booleans())}, [v]
-        elif op == "reshape":
-            attrs, inputs = {"shape": (int(np.prod(t.sample_shape)),)}, [v]
-        elif op == "transpose":
-            sample = list(range(2, t.rank))
-            attrs, inputs = {"perm": (0, 1, *draw(st.permutations(sample)))}, [v]
-        elif op in ("conv2d", "conv1d"):
-            spatial = 2 if op == "conv2d" else 1
-            out, k = draw(st.integers(1, 4)), draw(st.integers(1, min(3, t.shape[-1])))
-            attrs = {"weight": draw(_weights((out, c) + (k,) * spatial)), "bias": draw(st.none() | _weights((out,))),
-                     "stride": (draw(st.integers(1, 2)),) * spatial, "padding": (draw(st.integers(0, 1)),) * spatial,
-                     "dilation": (1,) * spatial, "groups": 1}
-            inputs = [v]
-        elif op == "matmul":
-            inputs, attrs = [v, g.add("transpose", [v], {"perm": (0, 1, 3, 2)})], {}
-        else:
-            k = draw(st.integers(1, min(t.shape[-2:])))
-            attrs = {"kernel": (k, k), "stride": (draw(st.integers(1, 2)),) * 2, "padding": (draw(st.integers(0, k // 2)),) * 2,
-                     "ceil_mode": draw(st.booleans())}
-            if op == "maxpool":
-                attrs["dilation"] = (1, 1)
-            else:
-                attrs |= {"count_include_pad": draw(st.booleans()), "divisor": draw(st.none() | st.integers(1, 9))}
-            inputs = [v]
+        rules = {**_DRAW_OP, **_DRAW_RANK_OP.get(v.type.rank, {})}
+        op = draw(st.sampled_from(list(rules)))
+        attrs, inputs = rules[op](draw, g, v, values)
         values.append(g.add(op, inputs, attrs, loc))
     last = values[-1]
-    if last.type.time == 1 and draw(st.booleans()):
-        g.create_node("output", [last], {"layouts": (0,)})
-    else:
-        g.create_node("output", [last], {"layouts": (1,)})
+    layout = 0 if last.type.time == 1 and draw(st.booleans()) else 1
+    g.create_node("output", [last], {"layouts": (layout,)})
     return g
 
 

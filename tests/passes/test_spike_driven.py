@@ -79,9 +79,9 @@ def test_the_zoo_is_covered():
 @pytest.mark.parametrize("name", SPIKFORMERS)
 def test_spikformer_fails_exactly_at_qkv_and_fc1(name):
     proj, fc1 = _conv_names(name)
-    errors = {("error", "SD001", f"block.{l}.attn.{q}_{proj}", f"int[0,{2 + 2 * l}]", None)
-              for l in range(DEPTH) for q in "qkv"}
-    errors |= {("error", "SD001", f"block.{l}.mlp.{fc1}", f"int[0,{3 + 2 * l}]", None) for l in range(DEPTH)}
+    errors = {("error", "SD001", f"block.{block}.attn.{q}_{proj}", f"int[0,{2 + 2 * block}]", None)
+              for block in range(DEPTH) for q in "qkv"}
+    errors |= {("error", "SD001", f"block.{block}.mlp.{fc1}", f"int[0,{3 + 2 * block}]", None) for block in range(DEPTH)}
     notes = {("note", "SD002", "patch_embed.proj_conv", "real", "encoding layer"),
              ("note", "SD002", "head", "real", "readout")}
     report = verify_graph(traced(name))
@@ -205,7 +205,7 @@ def test_observed_spikformer_reaches_the_static_bounds():
     """The SEW bounds are exact: firing neurons fill q/k/v inputs up to 2 + 2l."""
     report = verify_graph(traced("spikformer-cifar", excite=True), observe=2)
     maxima = {o.module: o.maximum for o in report.observations}
-    assert [maxima[f"block.{l}.attn.q_linear"] for l in range(DEPTH)] == [2.0 + 2 * l for l in range(DEPTH)]
+    assert [maxima[f"block.{block}.attn.q_linear"] for block in range(DEPTH)] == [2.0 + 2 * block for block in range(DEPTH)]
     q0 = next(o for o in report.observations if o.module == "block.0.attn.q_linear")
     assert [v for v, _ in q0.histogram] == [0.0, 1.0, 2.0] and sum(c for _, c in q0.histogram) == q0.elements
 

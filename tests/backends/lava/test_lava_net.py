@@ -127,9 +127,9 @@ def test_lava_net_holds_the_network_and_no_copy_of_spikecs_rules(tmp_path):
     assert "0xFFFFFFFF" not in text and ">> -exp" not in text
     assert "from spikec.backends.lava.runtime import DEFAULT_TIMEOUT_S, run_lava_net" in text
     lines = text.splitlines()
-    built = [l for l in lines if l.startswith("    p[") and "] = " in l and "].name = " not in l]
+    built = [line for line in lines if line.startswith("    p[") and "] = " in line and "].name = " not in line]
     assert len(built) == len(compiled.lava.process_graph.processes)
-    assert len([l for l in lines if ".connect(" in l]) == len(compiled.lava.process_graph.connections)
+    assert len([line for line in lines if ".connect(" in line]) == len(compiled.lava.process_graph.connections)
 
 
 def test_lava_net_imported_and_run_gives_intsims_spikes_by_module_and_float_logits(tmp_path):
