@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv which python 2>/dev/
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test test-slow test-all lint venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ lint: $(STAMP)
 
 test: lint
 	$(VENV)/bin/python -m pytest -q
+
+# The slow tier: the extended Lava oracle campaigns (tests marked slow); CI runs it after `make test`.
+test-slow: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m slow
+
+test-all: test test-slow
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -18,11 +18,10 @@ import time
 
 import torch
 
+import spikec
 from spikec.backends.intsim.interpreter import run_intsim
-from spikec.compiler import compile_graph
-from spikec.frontends.torch import ModelSource, load_model, trace_module
+from spikec.frontends.torch import ModelSource, load_model
 from spikec.models import build_model
-from spikec.passes.quantize import QuantizeOptions
 
 DIGITS = os.path.join(os.path.dirname(__file__), "..", "examples", "digits", "checkpoints", "spikingformer-cifar.pt")
 
@@ -47,8 +46,7 @@ def _best_of(repeats: int, fn) -> tuple[float, object]:
 
 
 def measure(name: str, model: torch.nn.Module, x: torch.Tensor, repeats: int, input_exp: int = 8) -> None:
-    options = QuantizeOptions(input_exp=input_exp)
-    compiled = compile_graph(trace_module(model, x[:1]).graph, name, tuple(x.shape), "B", options=options)
+    compiled = spikec.compile(model, x[:1], input_exp=input_exp, name=name)
     with torch.no_grad():
         torch_seconds, logits = _best_of(repeats, lambda: model(x))
     batch = x.numpy()

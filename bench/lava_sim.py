@@ -29,21 +29,16 @@ if REPO not in sys.path:
 from spikec.backends.intsim.interpreter import run_intsim  # noqa: E402
 from spikec.backends.lava.lowering import lower  # noqa: E402
 from spikec.backends.lava.runtime import run_lava  # noqa: E402
-from spikec.compiler import compile_graph  # noqa: E402
+from spikec.api import compile_source  # noqa: E402
 from spikec.datasets import load_digits_split  # noqa: E402
-from spikec.frontends.torch import ModelSource, load_model, trace_module  # noqa: E402
+from spikec.frontends.torch import ModelSource  # noqa: E402
 
 CHECKPOINTS = os.path.join(REPO, "examples", "digits", "checkpoints")
 
 
 def _compile(model: str):
-    loaded = load_model(ModelSource(checkpoint=os.path.join(CHECKPOINTS, f"{model}.pt")))
-    x, _ = load_digits_split("test")
-    example = np.ascontiguousarray(x[:2], dtype=np.float32)
-    import torch
-
-    traced = trace_module(loaded.module, torch.from_numpy(example), loaded.input_layout, loaded.name)
-    return compile_graph(traced.graph, loaded.name, tuple(example.shape), loaded.input_layout)
+    _, compiled = compile_source(ModelSource(checkpoint=os.path.join(CHECKPOINTS, f"{model}.pt")))
+    return compiled
 
 
 def _exact(graph, x, run) -> bool:

@@ -12,6 +12,7 @@ import numpy as np
 
 from spikec.cli_common import handle_errors, model_options
 from spikec.errors import InputError
+from spikec.registry import BACKENDS, TARGETS
 
 __all__ = ["compile_command", "simulate_command"]
 
@@ -48,9 +49,8 @@ def _quantize_options(command):
 @click.command("compile")
 @handle_errors
 @model_options
-@click.option("--target", type=click.Choice(["intsim", "loihi2"]), default="intsim", show_default=True,
-              help="intsim: the integer reference simulator's artifact; loihi2: also the Lava process graph, "
-                   "its resource report and lava_net.py.")
+@click.option("--target", type=click.Choice(list(TARGETS)), default="intsim", show_default=True,
+              help="; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values()) + ".")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(), help="Artifact directory to write.")
 @click.option("--force", is_flag=True, help="Replace the output directory even if it holds other files than a "
                                             "spikec artifact (they are deleted).")
@@ -128,6 +128,12 @@ def _load_data(data: str, limit: int | None, layout: str):
     return x, y
 
 
+def _backend_list() -> str:
+    """The registered backends for ``--help``: each name, what it runs, and the targets it needs."""
+    return "; ".join(f"{b.name}: {b.summary}" + (f" ({' or '.join(b.targets)} artifacts)" if b.targets else "")
+                     for b in BACKENDS.values())
+
+
 def _layout_of(source) -> str:
     """The input layout of what ``simulate`` runs: the artifact's own, else the one the user declared."""
     from spikec.compiler import read_manifest
@@ -141,9 +147,8 @@ def _layout_of(source) -> str:
 @handle_errors
 @model_options
 @click.option("--backend", "backends", metavar="NAMES",
-              help="Comma-separated backends to run and compare: torch, float, intsim; lava for an artifact "
-                   "compiled with --target loihi2. Default: torch,intsim for a model; intsim for an artifact "
-                   "(lava with --compare).")
+              help="Comma-separated backends to run and compare: " + _backend_list()
+                   + ". Default: torch,intsim for a model; intsim for an artifact (lava with --compare).")
 @click.option("--compare", "compare_with", type=click.Choice(["intsim"]),
               help="Also run this reference and check the lava backend against it bit for bit: every spike of "
                    "every neuron layer and the logits; a mismatch names the first diverging layer, time step "

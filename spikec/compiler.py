@@ -1,6 +1,7 @@
 """The compile pipeline: trace, fold, quantize, prove ranges; and the compiled artifact on disk (docs/design.md, §7).
 
-``compile_graph`` runs the passes on a traced float graph; ``CompiledModel.write`` writes the artifact
+``compile_graph`` runs the passes on a traced float graph into a :class:`CompiledModel`;
+:meth:`Artifact.write` (an artifact is what the directory holds, in memory) writes the artifact
 directory atomically (a temporary directory beside it, renamed into place only when complete) and
 byte-identically for identical inputs (sorted JSON, fixed zip timestamps); ``load_artifact`` reads it back,
 checking every file, and says clearly what is missing or corrupt.
@@ -32,6 +33,7 @@ import numpy as np
 
 from spikec import __version__
 from spikec.errors import InputError, IRError
+from spikec.registry import TARGETS as REGISTERED_TARGETS
 from spikec.ir import Graph, dumps, parse_graph, print_graph, weight_table
 from spikec.passes.base import Skip, run_pipeline
 from spikec.passes.canonicalize import Canonicalize
@@ -40,11 +42,11 @@ from spikec.passes.fold_scales import FoldScales
 from spikec.passes.quantize import QuantizationReport, QuantizeOptions, quantize_graph
 from spikec.passes.range_analysis import RangeReport
 
-__all__ = ["CompiledModel", "compile_graph", "load_artifact", "read_manifest", "check_output_dir", "ARTIFACT_VERSION",
-           "ARTIFACT_FILES", "TARGETS"]
+__all__ = ["Artifact", "CompiledModel", "compile_graph", "load_artifact", "read_manifest", "check_output_dir",
+           "ARTIFACT_VERSION", "ARTIFACT_FILES", "TARGETS"]
 
 ARTIFACT_VERSION = 1
-TARGETS = ("intsim", "loihi2")
+TARGETS = tuple(REGISTERED_TARGETS)
 _FILES = ("manifest.json", "model.ir", "weights.npz")
 ARTIFACT_FILES = (*_FILES, "lava_net.py")   # every file an artifact of any target holds
 
@@ -60,7 +62,6 @@ class CompiledModel:
     ranges: RangeReport | None = None
     float_graph: Graph | None = None     # the folded float graph it was quantized from (not saved)
     skipped: list[Skip] = dataclasses.field(default_factory=list)
-    manifest: dict | None = None         # as read back by load_artifact
     lava: object | None = None           # --target loihi2: the LavaArtifact (spikec.backends.lava.artifact)
 
     @property
@@ -69,9 +70,20 @@ class CompiledModel:
 
     @property
     def output_scales(self) -> list[float]:
-        if self.quantization is not None:
-            return list(self.quantization.output_scales)
-        return list(self.manifest["quantization"]["output_scales"])
+        return list(self.quantization.output_scales)
+
+    def to_artifact(self) -> "Artifact":
+        """The files this compile result writes, in memory."""
+        arrays = weight_table(self.graph)
+        files: dict[str, str] = {}
+        if self.lava is not None:
+            arrays.update(self.lava.arrays)
+            files.update(self.lava.files)
+        return Artifact(self.manifest_dict(), self.graph, arrays, files)
+
+    def write(self, out_dir: str, force: bool = False) -> None:
+        """Write the artifact (:meth:`Artifact.write`)."""
+        self.to_artifact().write(out_dir, force)
 
     def manifest_dict(self) -> dict:
         q = self.quantization
@@ -99,6 +111,42 @@ class CompiledModel:
             **(self.lava.manifest() if self.lava is not None else {}),
         }
 
+@dataclasses.dataclass
+class Artifact:
+    """A compiled model as its directory holds it: the manifest, the integer graph (``model.ir``), every
+    array of ``weights.npz`` and the target's extra text files (``lava_net.py`` for loihi2). A fresh compile
+    becomes one (:meth:`CompiledModel.to_artifact`), :func:`load_artifact` reads one back, and writing a
+    loaded artifact gives the same bytes again."""
+
+    manifest: dict
+    graph: Graph
+    arrays: dict[str, np.ndarray]
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.manifest["model"]
+
+    @property
+    def target(self) -> str:
+        return self.manifest["target"]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.manifest["input_shape"])
+
+    @property
+    def input_layout(self) -> str:
+        return self.manifest["input_layout"]
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.manifest["timesteps"])
+
+    @property
+    def output_scales(self) -> list[float]:
+        return list(self.manifest["quantization"]["output_scales"])
+
     def write(self, out_dir: str, force: bool = False) -> None:
         """Write the artifact atomically: nothing appears at ``out_dir`` unless every file was written.
 
@@ -113,17 +161,14 @@ class CompiledModel:
         try:
             os.chmod(staging, 0o777 & ~_umask())
             with open(os.path.join(staging, "manifest.json"), "w") as f:
-                json.dump(self.manifest_dict(), f, indent=1, sort_keys=True)
+                json.dump(self.manifest, f, indent=1, sort_keys=True)
                 f.write("\n")
             with open(os.path.join(staging, "model.ir"), "w") as f:
                 f.write(print_graph(self.graph))
-            arrays = weight_table(self.graph)
-            if self.lava is not None:
-                arrays.update(self.lava.arrays)
-                for file_name, text in self.lava.files.items():
-                    with open(os.path.join(staging, file_name), "w") as f:
-                        f.write(text)
-            _write_npz(os.path.join(staging, "weights.npz"), arrays)
+            for file_name, text in self.files.items():
+                with open(os.path.join(staging, file_name), "w") as f:
+                    f.write(text)
+            _write_npz(os.path.join(staging, "weights.npz"), self.arrays)
             if os.path.isdir(out_dir):
                 previous = tempfile.mkdtemp(prefix=".spikec-old-", dir=parent)
                 os.rmdir(previous)
@@ -213,7 +258,7 @@ def compile_graph(graph: Graph, name: str, input_shape, input_layout: str, targe
     if target == "loihi2":
         from spikec.backends.lava.artifact import lava_artifact
 
-        compiled.lava = lava_artifact(integer, name)
+        compiled.lava = lava_artifact(integer, name, ranges)
     return compiled
 
 
@@ -237,7 +282,7 @@ def read_manifest(path: str) -> dict:
     return manifest
 
 
-def load_artifact(path: str) -> CompiledModel:
+def load_artifact(path: str) -> Artifact:
     """Read a compiled directory back; every problem is one :class:`InputError` line."""
     manifest = read_manifest(path)
     try:
@@ -251,5 +296,9 @@ def load_artifact(path: str) -> CompiledModel:
         graph = parse_graph(text, weights=weights)
     except IRError as exc:
         raise InputError(f"{path}/model.ir does not match weights.npz or is corrupt: {exc}") from None
-    return CompiledModel(manifest["model"], manifest["target"], tuple(manifest["input_shape"]),
-                         manifest["input_layout"], graph, manifest=manifest)
+    files = {}
+    for name in ARTIFACT_FILES:
+        if name not in _FILES and os.path.isfile(os.path.join(path, name)):
+            with open(os.path.join(path, name)) as f:
+                files[name] = f.read()
+    return Artifact(manifest, graph, weights, files)

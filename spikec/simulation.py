@@ -19,10 +19,9 @@ import torch
 
 from spikec.errors import InputError
 
-__all__ = ["BACKENDS", "SimulationReport", "simulate", "batch_axis", "check_data_shape", "FORMAT_VERSION"]
+__all__ = ["SimulationPlan", "SimulationReport", "simulate", "batch_axis", "check_data_shape", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
-BACKENDS = ("torch", "float", "intsim")
 
 
 @dataclasses.dataclass
@@ -184,37 +183,40 @@ def input_clipping(graph, x: np.ndarray) -> dict | None:
 
 @dataclasses.dataclass
 class SimulationPlan:
-    """What one simulation runs on: the compiled model, plus the PyTorch module when it was compiled here
-    from a model (a compiled artifact has none, and no float graph either).
+    """What one simulation runs on: the compiled model (a fresh :class:`~spikec.compiler.CompiledModel` or
+    a loaded :class:`~spikec.compiler.Artifact`), plus the PyTorch module and the folded float graph when
+    it was compiled here from a model (an artifact keeps neither).
 
-    Backends: ``torch`` needs the module, ``float`` the folded float graph, ``lava`` a ``loihi2`` target;
+    Backends: ``torch`` needs the module, ``float`` the float graph, ``lava`` a ``loihi2`` target;
     ``intsim`` runs every compiled model."""
 
     name: str
-    compiled: object                     # spikec.compiler.CompiledModel
+    compiled: object
     input_shape: tuple[int, ...]
     layout: str
     module: torch.nn.Module | None = None
+    float_graph: object | None = None
 
     @classmethod
     def of(cls, model, x, *, compiled=None, input_layout: str = "B", **compile_options) -> "SimulationPlan":
-        """``model``: a compiled artifact (directory or CompiledModel), a ModelSource, a checkpoint path, or
-        an ``nn.Module`` (compiled on the first sample of ``x`` unless ``compiled`` is given)."""
+        """``model``: a compiled artifact (directory, Artifact or CompiledModel), a ModelSource, a checkpoint
+        path, or an ``nn.Module`` (compiled on the first sample of ``x`` unless ``compiled`` is given)."""
         import os
 
-        from spikec.compiler import CompiledModel, load_artifact
+        from spikec.compiler import Artifact, CompiledModel, load_artifact
         from spikec.frontends.torch import ModelSource
 
         if isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
             model = load_artifact(path) if os.path.isdir(path) else ModelSource(checkpoint=path)
-        if isinstance(model, CompiledModel):
+        if isinstance(model, (Artifact, CompiledModel)):
             return cls(model.name, model, model.input_shape, model.input_layout)
         if isinstance(model, ModelSource):
             from spikec.api import compile_source
 
             loaded, compiled = compile_source(model, **compile_options)
-            return cls(loaded.name, compiled, loaded.input_shape, loaded.input_layout, loaded.module)
+            return cls(loaded.name, compiled, loaded.input_shape, loaded.input_layout, loaded.module,
+                       compiled.float_graph)
         if isinstance(model, torch.nn.Module):
             if compiled is None:
                 from spikec.api import compile as compile_module
@@ -222,15 +224,15 @@ class SimulationPlan:
                 first = next(_batches(np.ascontiguousarray(x, dtype=np.float32), 1, batch_axis(input_layout)))[1]
                 compiled = compile_module(model, torch.from_numpy(first), input_layout=input_layout,
                                           **compile_options)
-            return cls(compiled.name, compiled, compiled.input_shape, input_layout, model)
+            return cls(compiled.name, compiled, compiled.input_shape, input_layout, model, compiled.float_graph)
         raise InputError(f"cannot simulate a {type(model).__name__}: pass an nn.Module, a ModelSource, or a "
                          "compiled artifact")
 
     def available(self) -> list[str]:
-        names = ["torch"] if self.module is not None else []
-        names += ["float"] if self.compiled.float_graph is not None else []
-        names.append("intsim")
-        return names + (["lava"] if self.compiled.target == "loihi2" else [])
+        """The registered backends (:data:`spikec.registry.BACKENDS`) that can run what this plan holds."""
+        from spikec.registry import BACKENDS
+
+        return [name for name, backend in BACKENDS.items() if backend.runs(self)]
 
     def choose(self, backends, compare: str | None) -> list[str]:
         """The backends to run, in order (a ``compare`` reference first), or one clear error."""
@@ -253,27 +255,27 @@ class SimulationPlan:
         return chosen
 
     def _check_available(self, name: str) -> None:
+        from spikec.registry import BACKENDS
+
         if name in self.available():
             return
-        if name not in (*BACKENDS, "lava"):
-            raise InputError(f"unknown backend {name!r}; backends: {', '.join((*BACKENDS, 'lava'))}")
-        if name == "lava" and self.module is not None:
-            raise InputError("the lava backend runs an artifact compiled with --target loihi2: run "
-                             "`spikec compile MODEL --target loihi2 -o OUT`, then "
-                             "`spikec simulate OUT --backend lava`")
-        if name == "lava":
+        if name not in BACKENDS:
+            raise InputError(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}")
+        backend = BACKENDS[name]
+        if backend.needs == "compiled model" and self.module is not None:
+            raise InputError(f"the {name} backend runs an artifact compiled with --target "
+                             f"{' or '.join(backend.targets)}: run `spikec compile MODEL --target "
+                             f"{backend.targets[0]} -o OUT`, then `spikec simulate OUT --backend {name}`")
+        if backend.needs == "compiled model":
             raise InputError(f"{self.name} was compiled for {self.compiled.target}: compile it with --target "
-                             "loihi2 to run it on lava")
+                             f"{' or '.join(backend.targets)} to run it on {name}")
         raise InputError(f"{self.name} is a compiled artifact: it runs on {' and '.join(self.available())} only "
-                         f"({name} needs the PyTorch model: simulate the model itself)")
+                         f"({name} needs the {backend.needs}: simulate the model itself)")
 
     def runners(self, chosen: list[str], lava_models: str = "spikec") -> dict[str, Callable]:
-        scale = self.compiled.output_scales[0]
-        makers = {"torch": lambda: torch_runner(self.module),
-                  "float": lambda: float_runner(self.compiled.float_graph),
-                  "intsim": lambda: intsim_runner(self.compiled.graph, scale),
-                  "lava": lambda: _lava_runner(self.compiled.graph, scale, lava_models)}
-        return {name: makers[name]() for name in chosen}
+        from spikec.registry import BACKENDS
+
+        return {name: BACKENDS[name].make_runner(self, lava_models) for name in chosen}
 
     def run(self, x, y=None, *, backends=None, compare: str | None = None, batch_size: int = 64,
             lava_models: str = "spikec", progress: Callable | None = None) -> "SimulationReport":
@@ -293,12 +295,14 @@ class SimulationPlan:
         return report
 
 
-def _lava_runner(graph, scale: float, lava_models: str) -> Callable:
-    from spikec.backends.lava.compare import lava_runner
+def lava_runner(graph, scale: float, lava_models: str = "spikec") -> Callable:
+    """Lava's bit-accurate CPU models; ``lava_models`` picks spikec's vectorised models of Lava's built-in
+    synapse processes (proven bit-identical) or Lava's own."""
+    from spikec.backends.lava.compare import lava_runner as make
 
     if lava_models not in ("spikec", "lava"):
         raise InputError(f"lava models must be spikec or lava, got {lava_models!r}")
-    return lava_runner(graph, scale, fast=lava_models == "spikec")
+    return make(graph, scale, fast=lava_models == "spikec")
 
 
 def torch_runner(module: torch.nn.Module) -> Callable:

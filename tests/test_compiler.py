@@ -51,6 +51,17 @@ def test_rewriting_an_artifact_replaces_it_whole(tmp_path):
     assert [p for p in os.listdir(tmp_path) if p != "art"] == []
 
 
+@pytest.mark.parametrize("target", ["intsim", "loihi2"])
+def test_a_loaded_artifact_writes_the_same_bytes_again(tmp_path, target):
+    model, x = small_model(ARCH), small_input(ARCH)
+    compile_graph(trace_module(model, x).graph, "tiny", tuple(x.shape), "B", target).write(str(tmp_path / "a"))
+    loaded = load_artifact(str(tmp_path / "a"))
+    assert loaded.target == target and loaded.name == "tiny" and loaded.input_shape == tuple(x.shape)
+    loaded.write(str(tmp_path / "b"))
+    assert _files(tmp_path / "b") == _files(tmp_path / "a")
+    assert ("lava_net.py" in _files(tmp_path / "b")) == (target == "loihi2")
+
+
 def test_an_empty_directory_is_written_into(tmp_path):
     (tmp_path / "art").mkdir()
     _compile().write(str(tmp_path / "art"))

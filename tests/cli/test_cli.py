@@ -96,3 +96,15 @@ def test_console_script_runs_as_a_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "spikec.cli", "inspect", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr == f"spikec: error: {bad} is not a PyTorch checkpoint (torch.load cannot read it: UnpicklingError)\n"
+
+
+def test_target_and_backend_choices_come_from_the_registry():
+    from spikec.registry import BACKENDS, TARGETS
+
+    _, compile_help, _ = run("compile", "--help")
+    _, simulate_help, _ = run("simulate", "--help")
+    folded = " ".join(simulate_help.split())
+    assert all(f"{name}:" in " ".join(compile_help.split()) for name in TARGETS)
+    assert all(f"{name}: {b.summary}" in folded for name, b in BACKENDS.items())
+    code, _, err = run("simulate", "--arch", "spikingformer-cifar", "--model-args", TINY, "--backend", "gpu")
+    assert code == 2 and err == f"spikec: error: unknown backend 'gpu'; backends: {', '.join(BACKENDS)}\n"

@@ -16,9 +16,10 @@ import os
 import numpy as np
 import torch
 
+import spikec
+from spikec.api import compile_source
 from spikec.backends.intsim.interpreter import run_intsim
-from spikec.compiler import compile_graph
-from spikec.frontends.torch import ModelSource, load_model, trace_module
+from spikec.frontends.torch import ModelSource
 from spikec.ir import Graph, TensorType
 from spikec.models import build_model, default_input_shape
 
@@ -59,7 +60,7 @@ def zoo_compiled(arch: str, batch: int = 2, target: str = "intsim", **extra):
     config = {**tiny_config(arch), **extra}
     x = torch.rand(default_input_shape(arch, config, batch), generator=torch.Generator().manual_seed(0))
     model = active_model(arch, config, x)
-    return compile_graph(trace_module(model, x).graph, arch, tuple(x.shape), "B", target), x.numpy()
+    return spikec.compile(model, x, target=target, name=arch), x.numpy()
 
 
 def zoo_case(arch: str, batch: int = 2, **extra):
@@ -73,12 +74,9 @@ def digits_case(arch: str, samples: int = 3):
     """``(integer graph, digits test images, labels)`` of a committed trained checkpoint."""
     from spikec.datasets import load_digits_split
 
-    loaded = load_model(ModelSource(checkpoint=os.path.join(DIGITS, f"{arch}.pt")))
+    _, compiled = compile_source(ModelSource(checkpoint=os.path.join(DIGITS, f"{arch}.pt")))
     x, y = load_digits_split("test")
-    x = np.ascontiguousarray(x[:samples], dtype=np.float32)
-    traced = trace_module(loaded.module, torch.from_numpy(x), loaded.input_layout, loaded.name)
-    compiled = compile_graph(traced.graph, loaded.name, tuple(x.shape), loaded.input_layout)
-    return compiled.graph, x, y[:samples]
+    return compiled.graph, np.ascontiguousarray(x[:samples], dtype=np.float32), y[:samples]
 
 
 def first_difference(expected: np.ndarray, got: np.ndarray) -> str:

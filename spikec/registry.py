@@ -1,0 +1,95 @@
+"""The compile targets and simulation backends, in one registry: the CLI's choices, the API's checks and
+the error messages all read it, so a new target or backend is one entry here.
+
+A **target** is what ``spikec compile --target`` produces: which files its artifact holds beyond
+``manifest.json``, ``model.ir`` and ``weights.npz``, how it lowers the integer graph (its part of the
+artifact), and which backends run the result. A **backend** is what ``spikec simulate --backend`` runs:
+what it needs from the simulation (the PyTorch module, the traced float graph, or a compiled integer
+graph, of some targets only) and how it makes a runner (a function from a float batch to logits and
+per-layer spikes, :func:`spikec.simulation.simulate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+__all__ = ["Target", "Backend", "TARGETS", "BACKENDS", "target"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    name: str
+    summary: str
+    files: tuple[str, ...]                      # beyond manifest.json, model.ir and weights.npz
+    lower: Callable | None                      # (integer graph, name, ranges) -> the target's artifact part
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    name: str
+    summary: str
+    needs: str                                  # "PyTorch model", "float graph" or "compiled model"
+    targets: tuple[str, ...] | None             # targets whose compiled models it runs (None: any)
+    make_runner: Callable                       # (plan, lava_models) -> runner
+
+    def runs(self, plan) -> bool:
+        """Whether this backend can run what ``plan`` (a :class:`spikec.simulation.SimulationPlan`) holds."""
+        if self.needs == "PyTorch model":
+            return plan.module is not None
+        if self.needs == "float graph":
+            return plan.float_graph is not None
+        return self.targets is None or plan.compiled.target in self.targets
+
+
+def _lower_loihi2(graph, name: str, ranges):
+    from spikec.backends.lava.artifact import lava_artifact
+
+    return lava_artifact(graph, name, ranges)
+
+
+def _torch(plan, lava_models):
+    from spikec.simulation import torch_runner
+
+    return torch_runner(plan.module)
+
+
+def _float(plan, lava_models):
+    from spikec.simulation import float_runner
+
+    return float_runner(plan.float_graph)
+
+
+def _intsim(plan, lava_models):
+    from spikec.simulation import intsim_runner
+
+    return intsim_runner(plan.compiled.graph, plan.compiled.output_scales[0])
+
+
+def _lava(plan, lava_models):
+    from spikec.simulation import lava_runner
+
+    return lava_runner(plan.compiled.graph, plan.compiled.output_scales[0], lava_models)
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("intsim", "the integer reference simulator's artifact", (), None),
+    Target("loihi2", "also the Lava process graph, its resource report and lava_net.py", ("lava_net.py",),
+           _lower_loihi2),
+)}
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("torch", "the PyTorch module itself", "PyTorch model", None, _torch),
+    Backend("float", "the float interpreter of the traced IR", "float graph", None, _float),
+    Backend("intsim", "the integer simulator of the compiled graph", "compiled model", None, _intsim),
+    Backend("lava", "Lava's bit-accurate CPU models (Loihi2SimCfg, fixed_pt)", "compiled model", ("loihi2",),
+            _lava),
+)}
+
+
+def target(name: str) -> Target:
+    from spikec.errors import InputError
+
+    if name not in TARGETS:
+        raise InputError(f"unknown target {name!r}; targets: {', '.join(TARGETS)}")
+    return TARGETS[name]
