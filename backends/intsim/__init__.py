@@ -5,7 +5,8 @@ PyTorch model does) with exactly the fixed-point arithmetic of Lava's bit-accura
 pipelined timing (one step per Dense/Conv hop) is the Lava backend's business; with delays balanced, its spike
 trains equal intsim's shifted by each layer's depth.
 
-:mod:`.fixed_point` holds Lava's rounding, shift, wrap and saturation rules as named helpers;
-:mod:`.kernels` builds the per-step LIF, Dense and Conv kernels from them, over a batch of samples. Both are
-proven bit-identical to Lava by ``tests/backends/test_intsim_lava_oracle.py``.
+:mod:`.fixed_point` holds Lava's rounding, shift, wrap and saturation rules as named helpers, and its integer
+constants; :mod:`.kernels` builds the per-step LIF, Dense and Conv kernels from them, over a batch of samples. Both
+are proven bit-identical to Lava by ``tests/backends/test_intsim_lava_oracle.py``. :mod:`.rules` holds the integer
+rules of the ops Lava has no process for, which spikec's own Lava processes call too.
 """

@@ -23,25 +23,83 @@ from enum import Enum
 import numpy as np
 
 __all__ = [
-    "INT32_MIN", "INT32_MAX", "DECAY_SHIFT", "DECAY_UNITY", "ACTIVATION_SHIFT", "THRESHOLD_SHIFT", "STATE_LIMIT",
-    "V_MAX", "SignMode", "shift_toward_zero", "shift_floor", "wrap_int32", "wrap24", "wrap24_once", "saturate", "decay",
-    "scaled_activation", "scaled_threshold", "scaled_bias", "int_array", "cast_weights", "infer_sign_mode",
-    "clip_weights", "truncation_bits", "truncate_weights", "prepare_dense_weights",
+    "INT16_MIN", "INT16_MAX", "INT32_MIN", "INT32_MAX", "DECAY_BITS", "DECAY_SHIFT", "DECAY_UNITY", "DECAY_MAX",
+    "DS_OFFSET", "DU_NO_CURRENT_MEMORY", "ACTIVATION_SHIFT", "THRESHOLD_SHIFT", "STATE_BITS", "STATE_LIMIT", "V_MAX",
+    "MESSAGE_BITS", "MESSAGE_LIMIT", "U_EXACT", "VTH_BITS", "VTH_MAX", "BIAS_MANT_BITS", "BIAS_EXP_BITS",
+    "BIAS_EXP_LIMIT", "WEIGHT_BITS", "SIGN_MODE_RANGES", "DENSE_MANTISSA_MIN", "DENSE_MANTISSA_MAX",
+    "DENSE_MANTISSA_STEP", "FLOAT32_EXACT", "FLOAT64_EXACT", "SignMode", "exact_dtype", "shift_toward_zero",
+    "shift_floor", "wrap_int32", "wrap24", "wrap24_once", "saturate", "decay", "scaled_activation",
+    "scaled_threshold", "scaled_bias", "int_array", "cast_weights", "infer_sign_mode", "clip_weights",
+    "truncation_bits", "truncate_weights", "prepare_dense_weights",
 ]
 
-DECAY_SHIFT = 12
-"""Decays are 12-bit fractions: ``x * (4096 - d) >> 12`` (``AbstractPyLifModelFixed.decay_shift``)."""
-DECAY_UNITY = 1 << DECAY_SHIFT
-ACTIVATION_SHIFT = 6
-"""Synaptic input is MSB-aligned into the 24-bit current: ``a << 6`` (``act_shift``)."""
-THRESHOLD_SHIFT = 6
-"""The threshold mantissa is MSB-aligned the same way: ``vth << 6`` (``vth_shift``)."""
-STATE_LIMIT = 1 << 23
-"""``u`` and ``v`` are 24-bit registers: ``max_uv_val = 2**23`` bounds both (:func:`wrap24_once`, :func:`saturate`)."""
-V_MAX = STATE_LIMIT - 1
-"""``v`` saturates to ``[-V_MAX, V_MAX]`` (symmetric: ``-2**23`` itself is excluded)."""
+# --- storage widths ----------------------------------------------------------------------------------------
 
+INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
+"""``bias_mant`` and ``bias_exp`` are int16 Vars (``proc/lif/models.py:84-85``, ``LavaPyType(..., np.int16)``)."""
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+"""``u``, ``v``, weights and every message are int32 (``proc/lif/models.py:80-81``; ``CspSendPort.send`` copies into
+an int32 buffer, ``magma/compiler/channels/pypychannel.py:246-247``; ``PyInPortVectorDense.recv`` sums in it)."""
+
+# --- LIF (proc/lif/models.py, AbstractPyLifModelFixed.__init__) ------------------------------------------
+
+DECAY_BITS = 12
+"""``du`` and ``dv`` are unsigned 12-bit registers, 0 to 4095 (``proc/lif/models.py:82-83``, ``precision=12``)."""
+DECAY_SHIFT = 12
+"""Decays are 12-bit fractions: ``x * (4096 - d) >> 12`` (``proc/lif/models.py:104``, ``decay_shift = 12``)."""
+DECAY_UNITY = 1 << DECAY_SHIFT
+"""4096, the du/dv scale: a decay constant ``d`` keeps ``(4096 - d) / 4096`` (``proc/lif/models.py:105``,
+``decay_unity``)."""
+DECAY_MAX = (1 << DECAY_BITS) - 1
+"""4095, the largest ``du`` and ``dv`` (``proc/lif/models.py:252-253``: "unsigned 12-bit integer (0 to 4095)")."""
+DS_OFFSET = 1
+"""The current's decay is ``du + 1`` (``proc/lif/models.py:94``, ``ds_offset = 1``; the voltage's offset,
+``dm_offset``, is 0, ``:95``), so ``du`` spans effective decays 0..4096 from ``du = -1`` (lava-dl netx's "no
+current decay") to ``du = 4095``."""
+DU_NO_CURRENT_MEMORY = DECAY_UNITY - DS_OFFSET
+"""4095: ``u * (4096 - (4095 + 1)) = 0``, the current forgets itself each step and ``u = a << 6``
+(``proc/lif/models.py:145-149``). What quantization emits for every neuron (``docs/design.md``, §5)."""
+ACTIVATION_SHIFT = 6
+"""Synaptic input is MSB-aligned into the 24-bit current: ``a << 6`` (``proc/lif/models.py:108``, ``act_shift``;
+applied at ``:155``)."""
+THRESHOLD_SHIFT = 6
+"""The threshold mantissa is MSB-aligned the same way: ``vth << 6`` (``proc/lif/models.py:107``, ``vth_shift``;
+applied at ``:273``)."""
+STATE_BITS = 24
+"""``u`` and ``v`` are 24-bit registers (``proc/lif/models.py:101``, ``uv_bitwidth = 24``)."""
+STATE_LIMIT = 1 << (STATE_BITS - 1)
+"""``max_uv_val = 2**23`` (``proc/lif/models.py:102``) bounds both ``u`` and ``v`` (:func:`wrap24_once`,
+:func:`saturate`)."""
+V_MAX = STATE_LIMIT - 1
+"""``v`` saturates to ``[-V_MAX, V_MAX]`` (``proc/lif/models.py:176-177``, ``neg_voltage_limit`` /
+``pos_voltage_limit``: symmetric, ``-2**23`` itself is excluded)."""
+U_EXACT = STATE_LIMIT >> ACTIVATION_SHIFT
+"""``2**17``: for ``-U_EXACT < a <= U_EXACT``, ``u = a << 6`` lies in ``(-2**23, 2**23]``, which Lava's current wrap
+keeps as is (``proc/lif/models.py:161-170``, :func:`wrap24_once`), so with ``du = 4095`` the current is exactly the
+scaled input."""
+VTH_BITS = 17
+"""Loihi's threshold mantissa is unsigned 17-bit, 0 to 131071 (``proc/lif/models.py:257``, ``PyLifModelBitAcc``
+docstring; ``vth`` is ``LavaPyType(int, np.int32, precision=17)``, ``:263``)."""
+VTH_MAX = (1 << VTH_BITS) - 1
+"""The largest ``vth`` intsim accepts: a larger one could never be exceeded by the saturated ``v``
+(``VTH_MAX << 6 = V_MAX - 63``)."""
+BIAS_MANT_BITS = 13
+"""Loihi's bias mantissa is signed 13-bit, -4096 to 4095 (``proc/lif/models.py:254``, and ``precision=13`` at
+``:84``; Lava's Python model holds it in int16 and does not enforce this)."""
+BIAS_EXP_BITS = 3
+"""Loihi's bias exponent is unsigned 3-bit, 0 to 7 (``proc/lif/models.py:256``, ``precision=3`` at ``:85``; not
+enforced by the Python model)."""
+BIAS_EXP_LIMIT = 31 - 15
+"""16: ``scale_bias`` shifts the int16 mantissa in int32 (``proc/lif/models.py:116-121``), which cannot overflow
+for ``|bias_exp| <= 16``, the range intsim accepts."""
+
+# --- messages ----------------------------------------------------------------------------------------------
+
+MESSAGE_BITS = 24
+"""Graded messages are 24-bit as Lava models them: the port types' ``precision=24`` and the Conv's wrap,
+``signed_clamp(x, bits=24)`` (``proc/conv/models.py:73-79``). Lava enforces only the Conv's wrap."""
+MESSAGE_LIMIT = 1 << (MESSAGE_BITS - 1)
+"""A 24-bit message lies in ``[-2**23, 2**23)``: :func:`wrap24` (``proc/conv/utils.py:83-84``, ``base // 2``)."""
 
 
 class SignMode(Enum):
@@ -52,16 +110,61 @@ class SignMode(Enum):
     INHIBITORY = 3
 
 
+# --- Dense weights (utils/weightutils.py) ------------------------------------------------------------------
+
+WEIGHT_BITS = 8
+"""Weights are clipped to 8 bits and ``num_weight_bits`` is at most 8 (``utils/weightutils.py:207``,
+``max_num_weight_bits = 8``; ``proc/dense/models.py:87``, ``clip_weights(..., num_bits=8)``)."""
+SIGN_MODE_RANGES = {
+    SignMode.MIXED: (-(1 << WEIGHT_BITS), (1 << WEIGHT_BITS) - 1),
+    SignMode.EXCITATORY: (0, (1 << WEIGHT_BITS) - 1),
+    SignMode.INHIBITORY: (-((1 << WEIGHT_BITS) - 1), 0),
+}
+"""The 8-bit clip of each sign mode: MIXED ``[-256, 255]``, EXCITATORY ``[0, 255]``, INHIBITORY ``[-255, 0]``
+(``utils/weightutils.py:283-284``, ``min_wgt`` / ``max_wgt``; INHIBITORY weights are negated around the clip,
+``:280-281``)."""
+DENSE_MANTISSA_STEP = 2
+"""MIXED spends one bit on the sign: at 8 weight bits ``truncate_weights`` drops ``k = 8 - 8 + 1`` low bit, so the
+mantissas that survive are even (``utils/weightutils.py:235-239``; :func:`truncation_bits`)."""
+DENSE_MANTISSA_MIN = SIGN_MODE_RANGES[SignMode.MIXED][0]
+"""-256, the smallest mantissa a MIXED Dense keeps."""
+DENSE_MANTISSA_MAX = SIGN_MODE_RANGES[SignMode.MIXED][1] // DENSE_MANTISSA_STEP * DENSE_MANTISSA_STEP
+"""254, the largest: spikec's Dense weights are the even values of ``[-256, 254]``, which Lava's default MIXED,
+8-bit preparation (:func:`prepare_dense_weights`) leaves unchanged."""
+
+# --- exact float accumulation ------------------------------------------------------------------------------
+
+FLOAT32_EXACT = 1 << 24
+"""float32 has a 24-bit significand (IEEE 754 binary32): every integer of magnitude below ``2**24`` is exact."""
+FLOAT64_EXACT = 1 << 53
+"""float64 has a 53-bit significand (binary64). Lava's Conv convolves in float64 (``proc/conv/utils.py:290``,
+``scipy.signal.convolve2d``), so its sums are exact only below ``2**53``."""
+
+
+def exact_dtype(bound: int) -> np.dtype:
+    """The cheapest type that sums integers exactly when no partial sum can reach ``bound`` in magnitude: float32
+    below ``2**24``, float64 below ``2**53``, else int64. Every product and partial sum is then an integer the
+    float type represents exactly, whatever the summation order, so float BLAS gives the exact integer result.
+    """
+    if bound < FLOAT32_EXACT:
+        return np.dtype(np.float32)
+    if bound < FLOAT64_EXACT:
+        return np.dtype(np.float64)
+    return np.dtype(np.int64)
+
+
 # --- shifts, wraps and saturation --------------------------------------------------------------------------
 
 def shift_toward_zero(x: np.ndarray, n: int) -> np.ndarray:
     """``sign(x) * (|x| >> n)``: a right shift that rounds toward zero, not toward minus infinity.
 
     Lava: ``AbstractPyLifModelFixed.subthr_dynamics`` rounds both decays this way
-    (``np.sign(d) * np.right_shift(np.abs(d), self.decay_shift)``).
+    (``np.sign(d) * np.right_shift(np.abs(d), self.decay_shift)``, ``proc/lif/models.py:150-152`` and ``:181-183``).
+    Computed in two passes as ``(x + ((x >> 63) & (2**n - 1))) >> n``, the same value: adding ``2**n - 1`` to a
+    negative ``x`` first turns the floor shift into one toward zero.
     """
     x = np.asarray(x, dtype=np.int64)
-    return np.sign(x) * (np.abs(x) >> n)
+    return (x + ((x >> 63) & ((1 << n) - 1))) >> n
 
 
 def shift_floor(x: np.ndarray, exp) -> np.ndarray:
@@ -97,7 +200,7 @@ def wrap24(x: np.ndarray) -> np.ndarray:
     Lava: ``proc/conv/utils.signed_clamp(x, bits=24)``, applied to every Conv output (``PyConvModelFixed``).
     """
     x = np.asarray(x, dtype=np.int64)
-    return ((x + STATE_LIMIT) & (2 * STATE_LIMIT - 1)) - STATE_LIMIT
+    return ((x + MESSAGE_LIMIT) & (2 * MESSAGE_LIMIT - 1)) - MESSAGE_LIMIT
 
 
 def wrap24_once(x: np.ndarray) -> np.ndarray:
@@ -211,7 +314,7 @@ def clip_weights(weights: np.ndarray, sign_mode: SignMode) -> np.ndarray:
     Lava: ``utils/weightutils.clip_weights(weights, sign_mode, num_bits=8)``. A given sign mode that does not
     match the weights clips them (EXCITATORY zeroes negative weights).
     """
-    lo, hi = {SignMode.MIXED: (-256, 255), SignMode.EXCITATORY: (0, 255), SignMode.INHIBITORY: (-255, 0)}[sign_mode]
+    lo, hi = SIGN_MODE_RANGES[sign_mode]
     return np.clip(np.asarray(weights, dtype=np.int64), lo, hi)
 
 
@@ -220,7 +323,7 @@ def truncation_bits(sign_mode: SignMode, num_weight_bits: int) -> int:
 
     Lava: ``utils/weightutils.truncate_weights`` (``max_num_weight_bits = 8``; MIXED spends one bit on the sign).
     """
-    return 8 - num_weight_bits + (1 if sign_mode is SignMode.MIXED else 0)
+    return WEIGHT_BITS - num_weight_bits + (1 if sign_mode is SignMode.MIXED else 0)
 
 
 def truncate_weights(weights: np.ndarray, sign_mode: SignMode, num_weight_bits: int) -> np.ndarray:
@@ -243,7 +346,7 @@ def prepare_dense_weights(weights, num_weight_bits: int = 8, sign_mode: SignMode
     Lava: ``AbstractPyDenseModelBitAcc.run_spk`` prepares them once, at the first step. ``weight_exp`` is not
     applied here: Lava scales the accumulated sum, not the weights (:func:`shift_floor`).
     """
-    if not 1 <= num_weight_bits <= 8:
+    if not 1 <= num_weight_bits <= WEIGHT_BITS:
         raise ValueError(f"num_weight_bits must be in 1..8, got {num_weight_bits}")
     w = cast_weights(weights)
     if w.ndim != 2:

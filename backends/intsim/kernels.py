@@ -19,8 +19,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from spikec.backends.intsim.fixed_point import (
-    INT32_MAX, INT32_MIN, decay, int_array, saturate, scaled_activation, scaled_bias, scaled_threshold, shift_floor,
-    wrap24, wrap24_once, wrap_int32,
+    BIAS_EXP_LIMIT, DECAY_MAX, DS_OFFSET, FLOAT64_EXACT, INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN, SIGN_MODE_RANGES,
+    VTH_MAX, SignMode, decay, exact_dtype, int_array, saturate, scaled_activation, scaled_bias, scaled_threshold,
+    shift_floor, wrap24, wrap24_once, wrap_int32,
 )
 
 __all__ = [
@@ -28,15 +29,14 @@ __all__ = [
     "conv_weight_from_torch", "conv_weight_to_torch", "image_from_torch", "image_to_torch", "xy_from_hw",
 ]
 
-_FLOAT64_EXACT = 1 << 53
-
 
 def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` of int64 operands, exactly: through float64 BLAS when no partial sum can reach ``2**53`` (every
-    product and sum is then an exactly representable integer, in any summation order), else in int64."""
-    bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * a.shape[-1]
-    if bound < _FLOAT64_EXACT:
-        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    """``a @ b`` of int64 operands, exactly: through float BLAS in the type :func:`.fixed_point.exact_dtype` allows
+    for the bound on every partial sum (every product and sum is then an exactly representable integer, in any
+    summation order), else in int64."""
+    dtype = exact_dtype(int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * a.shape[-1])
+    if dtype.kind == "f":
+        return (a.astype(dtype) @ b.astype(dtype)).astype(np.int64)
     return a @ b
 
 
@@ -67,14 +67,14 @@ class LifParams:
     reset_offset: int = 0
 
     def __post_init__(self):
-        for name, lo, hi in (("du", -1, 4095), ("dv", 0, 4095), ("vth", 0, (1 << 17) - 1)):
+        for name, lo, hi in (("du", -DS_OFFSET, DECAY_MAX), ("dv", 0, DECAY_MAX), ("vth", 0, VTH_MAX)):
             value = operator.index(getattr(self, name))  # Lava's fixed_pt LIF crashes on a float du/dv/vth
             if not lo <= value <= hi:
                 raise ValueError(f"LIF {name} must be in [{lo}, {hi}], got {value}")
             object.__setattr__(self, name, value)
-        bias_mant = int_array(self.bias_mant, "LIF bias_mant", -(1 << 15), (1 << 15) - 1)
+        bias_mant = int_array(self.bias_mant, "LIF bias_mant", INT16_MIN, INT16_MAX)
         object.__setattr__(self, "bias_mant", bias_mant)
-        object.__setattr__(self, "bias_exp", int_array(self.bias_exp, "LIF bias_exp", -16, 16))
+        object.__setattr__(self, "bias_exp", int_array(self.bias_exp, "LIF bias_exp", -BIAS_EXP_LIMIT, BIAS_EXP_LIMIT))
         if self.reset_interval is not None and operator.index(self.reset_interval) < 1:
             raise ValueError(f"LIFReset reset_interval must be >= 1, got {self.reset_interval}")
         if operator.index(self.reset_offset) < 0:  # Lava's LIFReset process refuses it too
@@ -137,7 +137,7 @@ def lif_step(state: LifState, a_in: np.ndarray, params: LifParams,
         if params.resets_at(time_step):
             u, v = np.zeros_like(u), np.zeros_like(v)
     a = wrap_int32(int_array(a_in, "LIF input"))
-    u = wrap24_once(wrap_int32(decay(u, params.du + 1) + scaled_activation(a)))
+    u = wrap24_once(wrap_int32(decay(u, params.du + DS_OFFSET) + scaled_activation(a)))
     v = saturate(wrap_int32(decay(v, params.dv) + u + params.bias))
     spikes = v > params.threshold
     return LifState(u, np.where(spikes, 0, v)), spikes
@@ -161,7 +161,7 @@ def dense(x: np.ndarray, weights: np.ndarray, weight_exp: int, *, graded: bool =
     """
     if not -31 <= operator.index(weight_exp) <= 31:
         raise ValueError(f"Dense weight_exp must be in [-31, 31], got {weight_exp}")
-    w = int_array(weights, "Dense weights", -256, 255)
+    w = int_array(weights, "Dense weights", *SIGN_MODE_RANGES[SignMode.MIXED])
     x = wrap_int32(int_array(x, "Dense input"))
     if graded:
         acc = wrap_int32(_exact_matmul(x, w.T))
@@ -214,7 +214,7 @@ def conv(x: np.ndarray, weight: np.ndarray, *, stride: int | tuple[int, int] = 1
     span_x, span_y = dx * (kx - 1) + 1, dy * (ky - 1) + 1
     if s.shape[1] + 2 * px < span_x or s.shape[2] + 2 * py < span_y:
         raise ValueError(f"Conv kernel {w.shape[1:3]} (dilation {(dx, dy)}) is larger than the padded input")
-    if int(np.abs(s).max(initial=0)) * int(np.abs(w).max(initial=0)) * kx * ky * cin_group >= _FLOAT64_EXACT:
+    if int(np.abs(s).max(initial=0)) * int(np.abs(w).max(initial=0)) * kx * ky * cin_group >= FLOAT64_EXACT:
         raise OverflowError("Conv input and weights too large for Lava's float64 convolution to be exact")
 
     padded = np.pad(s, ((0, 0), (px, px), (py, py), (0, 0)))
@@ -228,7 +228,7 @@ def conv(x: np.ndarray, weight: np.ndarray, *, stride: int | tuple[int, int] = 1
         kernel = flipped[g * cout_group:(g + 1) * cout_group].transpose(0, 3, 1, 2).reshape(cout_group, -1)
         out[..., g * cout_group:(g + 1) * cout_group] = _exact_matmul(patches, kernel.T).reshape(
             batch, out_x, out_y, cout_group)
-    if out.size and np.abs(out).max() >= 1 << 31:
+    if out.size and np.abs(out).max() > INT32_MAX:
         raise OverflowError("Conv sum reaches 2**31, where Lava's float64-to-int32 cast is undefined")
     return wrap24(out)
 

@@ -33,7 +33,7 @@ from lava.proc.sparse.models import PyDelaySparseModelBitAcc, PySparseModelBitAc
 from lava.proc.sparse.process import DelaySparse, Sparse
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
-from spikec.backends.intsim.fixed_point import wrap_int32
+from spikec.backends.intsim.fixed_point import WEIGHT_BITS, shift_floor, wrap_int32
 from spikec.backends.intsim.kernels import conv as conv_kernel
 
 __all__ = ["FAST_MODELS", "FastConvModel", "FastSparseModel", "FastDelaySparseModel", "FastDelayDenseModel"]
@@ -68,9 +68,9 @@ class FastSparseModel(PySparseModelBitAcc):
     def run_spk(self) -> None:
         self.weight_exp = self.proc_params.get("weight_exp", 0)
         if not self.weights_set:
-            num_weight_bits = self.proc_params.get("num_weight_bits", 8)
+            num_weight_bits = self.proc_params.get("num_weight_bits", WEIGHT_BITS)
             sign_mode = self.proc_params.get("sign_mode") or determine_sign_mode(self.weights)
-            self.weights = clip_weights(self.weights, sign_mode, num_bits=8)
+            self.weights = clip_weights(self.weights, sign_mode, num_bits=WEIGHT_BITS)
             self.weights = truncate_weights(self.weights, sign_mode, num_weight_bits)
             self.weights_set = True
             self.weights64 = self.weights.astype(np.int64).tocsr()
@@ -79,8 +79,7 @@ class FastSparseModel(PySparseModelBitAcc):
             a_accum = wrap_int32(self.weights64 @ self.s_in.recv().astype(np.int64))
         else:
             a_accum = self.weights64 @ self.s_in.recv().astype(bool).astype(np.int64)
-        self.a_buff = (np.left_shift(a_accum, self.weight_exp) if self.weight_exp > 0
-                       else np.right_shift(a_accum, -self.weight_exp))
+        self.a_buff = shift_floor(a_accum, self.weight_exp)  # Lava's shift by weight_exp, proc/sparse/models.py:103-107
 
 
 class _CachedDelayStack:

@@ -16,6 +16,9 @@ from typing import Mapping
 
 import numpy as np
 
+from spikec.backends.intsim.fixed_point import (BIAS_EXP_BITS, BIAS_MANT_BITS, DENSE_MANTISSA_MAX, DENSE_MANTISSA_MIN,
+                                                DENSE_MANTISSA_STEP, MESSAGE_BITS, SIGN_MODE_RANGES, VTH_BITS,
+                                                WEIGHT_BITS, SignMode)
 from spikec.backends.lava.netlist import NEURO_CORE_KINDS, ProcessGraph
 
 __all__ = ["Limit", "LIMITS", "resource_report", "limit_violations"]
@@ -45,16 +48,16 @@ LIMITS: dict[str, Limit] = {
     "fan_in": Limit(4096, "input axons per core (fan-in)",
                     "Davies et al., 'Loihi: A Neuromorphic Manycore Processor with On-Chip Learning', IEEE Micro "
                     "38(1), 2018 (Loihi 1: 4096 input axons per core; Loihi 2 publishes no lower figure)"),
-    "weight_bits": Limit(8, "weight mantissa bits (shared exponent per synapse group)",
+    "weight_bits": Limit(WEIGHT_BITS, "weight mantissa bits (shared exponent per synapse group)",
                          "lava-nc 0.10.0, lava/utils/weightutils.py (max_num_weight_bits = 8)"),
-    "message_bits": Limit(24, "graded spike payload bits as Lava models them (hardware: up to 32)",
+    "message_bits": Limit(MESSAGE_BITS, "graded spike payload bits as Lava models them (hardware: up to 32)",
                           "lava-nc 0.10.0 fixed_pt port types (precision=24); " + _BRIEF),
     "delay": Limit(63, "synaptic delay steps",
                    "lava-nc 0.10.0, lava/proc/dense/models.py, PyDelayDenseModelBitAcc ('Loihi 2 has a maximum "
                    "of 6 bits for delays')"),
-    "bias_mant_bits": Limit(13, "signed bias mantissa bits", _LAVA_LIF),
-    "bias_exp": Limit(7, "bias exponent (unsigned 3-bit)", _LAVA_LIF),
-    "vth_bits": Limit(17, "threshold mantissa bits (unsigned)", _LAVA_LIF),
+    "bias_mant_bits": Limit(BIAS_MANT_BITS, "signed bias mantissa bits", _LAVA_LIF),
+    "bias_exp": Limit((1 << BIAS_EXP_BITS) - 1, "bias exponent (unsigned 3-bit)", _LAVA_LIF),
+    "vth_bits": Limit(VTH_BITS, "threshold mantissa bits (unsigned)", _LAVA_LIF),
 }
 
 
@@ -67,8 +70,10 @@ def _weight_bits(w: np.ndarray) -> int:
     """Bits Loihi needs per weight: 8 when Lava's 8-bit sign modes hold them exactly (MIXED: even values in
     [-256, 254]; EXCITATORY: [0, 255]; INHIBITORY: [-255, 0]), else the two's-complement width."""
     lo, hi = int(w.min(initial=0)), int(w.max(initial=0))
-    if lo >= 0 and hi <= 255 or lo >= -255 and hi <= 0 or lo >= -256 and hi <= 254 and not np.any(w % 2):
-        return 8
+    (ex_lo, ex_hi), (in_lo, in_hi) = SIGN_MODE_RANGES[SignMode.EXCITATORY], SIGN_MODE_RANGES[SignMode.INHIBITORY]
+    mixed = DENSE_MANTISSA_MIN <= lo and hi <= DENSE_MANTISSA_MAX and not np.any(w % DENSE_MANTISSA_STEP)
+    if ex_lo <= lo and hi <= ex_hi or in_lo <= lo and hi <= in_hi or mixed:
+        return WEIGHT_BITS
     return _signed_bits(max(abs(lo), abs(hi)))
 
 
@@ -106,7 +111,7 @@ def resource_report(pg: ProcessGraph, weights: Mapping[str, np.ndarray]) -> dict
         if spec.kind in ("Conv", "Dense", "DelayDense", "Sparse", "DelaySparse"):
             info = _synapses(spec, spec.args, weights)
             info["delay"] = int(spec.args.get("delays", 0))
-            info["message_bits"] = 24 if spec.args.get("num_message_bits", 0) else 1
+            info["message_bits"] = MESSAGE_BITS if spec.args.get("num_message_bits", 0) else 1
             synapse_info[spec.name] = info
             synapse_rows.append({"name": spec.name, "kind": spec.kind, "module": spec.module, "node": spec.node,
                                  **info})

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from spikec.backends.intsim.fixed_point import (
-    V_MAX, SignMode, cast_weights, clip_weights, decay, infer_sign_mode, prepare_dense_weights, saturate,
-    scaled_activation, shift_floor, shift_toward_zero, truncate_weights, wrap24, wrap24_once, wrap_int32,
+    V_MAX, SignMode, cast_weights, clip_weights, decay, exact_dtype, infer_sign_mode, prepare_dense_weights,
+    saturate, scaled_activation, shift_floor, shift_toward_zero, truncate_weights, wrap24, wrap24_once, wrap_int32,
 )
 from spikec.backends.intsim.kernels import (
     LifParams, LifState, conv, conv_weight_from_torch, conv_weight_to_torch, dense, image_from_torch,
@@ -43,6 +43,18 @@ def test_shift_floor_scales_by_a_power_of_two_rounding_down(x, exp):
 
 def test_shift_floor_takes_per_element_exponents():
     assert shift_floor(np.array([-3, -3, 5]), np.array([-1, 1, 0])).tolist() == [-2, -6, 5]
+
+
+def test_shift_toward_zero_far_beyond_int32():
+    assert shift_toward_zero(np.array([-(1 << 62), (1 << 62) + 1, -1, 1]), 12).tolist() == [
+        -(1 << 50), 1 << 50, 0, 0]
+
+
+def test_exact_dtype_is_the_cheapest_type_that_sums_exactly_below_its_bound():
+    bounds = [0, (1 << 24) - 1, 1 << 24, (1 << 53) - 1, 1 << 53]
+    assert [exact_dtype(b).name for b in bounds] == ["float32", "float32", "float64", "float64", "int64"]
+    # at each bound the float type stops being exact: 2**24 + 1 and 2**53 + 1 round away
+    assert int(np.float32(1 << 24) + np.float32(1)) == 1 << 24 and int(np.float64(1 << 53) + 1.0) == 1 << 53
 
 
 @given(arrays(np.int64, 8, elements=st.integers(-(1 << 62), 1 << 62)))

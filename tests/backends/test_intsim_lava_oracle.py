@@ -19,6 +19,7 @@ mode Lava infers nor any sum); a Conv batch is the sequence of time steps (Conv 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ from hypothesis.extra.numpy import arrays
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.models import PyConvModelFixed
+from lava.proc.conv.utils import signed_clamp as lava_signed_clamp
 from lava.proc.conv.process import Conv
 from lava.proc.dense.models import PyDenseModelBitAcc
 from lava.proc.dense.process import Dense
@@ -40,7 +42,10 @@ from spikec.backends.lava.child import run_isolated
 from lava.proc.lif.models import PyLifModelBitAcc, PyLifResetModelBitAcc
 from lava.proc.lif.process import LIF, LIFReset
 from lava.utils.weightutils import SignMode as LavaSignMode
+from lava.utils.weightutils import clip_weights as lava_clip_weights
+from lava.utils.weightutils import truncate_weights as lava_truncate_weights
 
+from spikec.backends.intsim import fixed_point as fp
 from spikec.backends.intsim.fixed_point import INT32_MAX, INT32_MIN, STATE_LIMIT, V_MAX, SignMode, prepare_dense_weights
 from spikec.backends.intsim.kernels import LifParams, LifState, conv, dense, lif_step
 
@@ -482,3 +487,29 @@ def test_conv_wraps_at_24_bits_and_ignores_weight_exp():
     expected = _conv_kernel(g, weight, x, True)
     assert expected.ravel().tolist() == [-(1 << 16)] * 2
     assert lava_conv(g, weight, x, True, weight_exp=-3, num_weight_bits=2)[1:].ravel().tolist() == [-(1 << 16)]
+
+
+def test_fixed_point_constants_are_lavas_own():
+    """Each named constant of ``fixed_point`` read back from Lava's code: the LIF model's attributes and Var types,
+    the sign modes' 8-bit clips, what MIXED truncation keeps, and the Conv's 24-bit clamp."""
+    lif = PyLifModelBitAcc({})
+    assert (lif.decay_shift, lif.decay_unity, lif.act_shift, lif.vth_shift) == (
+        fp.DECAY_SHIFT, fp.DECAY_UNITY, fp.ACTIVATION_SHIFT, fp.THRESHOLD_SHIFT)
+    assert (lif.uv_bitwidth, lif.max_uv_val, lif.ds_offset) == (fp.STATE_BITS, fp.STATE_LIMIT, fp.DS_OFFSET)
+    assert fp.V_MAX == np.int32(lif.max_uv_val) - 1 and fp.U_EXACT << lif.act_shift == lif.max_uv_val
+    assert fp.DU_NO_CURRENT_MEMORY + lif.ds_offset == lif.decay_unity
+    assert (PyLifModelBitAcc.du.precision, PyLifModelBitAcc.dv.precision) == (fp.DECAY_BITS, fp.DECAY_BITS)
+    assert (PyLifModelBitAcc.vth.precision, PyLifModelBitAcc.bias_mant.precision,
+            PyLifModelBitAcc.bias_exp.precision) == (fp.VTH_BITS, fp.BIAS_MANT_BITS, fp.BIAS_EXP_BITS)
+    int16, int32 = np.iinfo(np.int16), np.iinfo(np.int32)
+    assert PyLifModelBitAcc.bias_mant.d_type is np.int16 and (fp.INT16_MIN, fp.INT16_MAX) == (int16.min, int16.max)
+    assert PyLifModelBitAcc.u.d_type is np.int32 and (fp.INT32_MIN, fp.INT32_MAX) == (int32.min, int32.max)
+    assert inspect.signature(lava_truncate_weights).parameters["max_num_weight_bits"].default == fp.WEIGHT_BITS
+    extremes = np.array([[-1000, 1000]])
+    for mode, (lo, hi) in fp.SIGN_MODE_RANGES.items():
+        assert lava_clip_weights(extremes, LavaSignMode[mode.name], num_bits=fp.WEIGHT_BITS).tolist() == [[lo, hi]]
+    kept = np.unique(lava_truncate_weights(np.arange(-256, 256).reshape(1, -1), LavaSignMode.MIXED, fp.WEIGHT_BITS))
+    assert kept.tolist() == list(range(fp.DENSE_MANTISSA_MIN, fp.DENSE_MANTISSA_MAX + 1, fp.DENSE_MANTISSA_STEP))
+    assert PyConvModelFixed.a_out.precision == fp.MESSAGE_BITS
+    edges = np.array([fp.MESSAGE_LIMIT - 1, fp.MESSAGE_LIMIT, -fp.MESSAGE_LIMIT, -fp.MESSAGE_LIMIT - 1])
+    assert np.array_equal(lava_signed_clamp(edges, bits=fp.MESSAGE_BITS), fp.wrap24(edges))

@@ -58,16 +58,36 @@ def test_qdense_equals_lava_dense(seed, graded, magnitude, weight_exp, fan_in):
 
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 2 ** 32 - 1), dv=st.sampled_from([0, 1, 1024, 2048, 2731, 4095]),
-       vth=st.sampled_from([0, 1, 100, 4095, 2 ** 17 - 1]), magnitude=st.sampled_from([10, 2 ** 16, 2 ** 20, 2 ** 31 - 1]))
+       vth=st.sampled_from([0, 1, 100, 4095, 2 ** 17 - 1]),
+       magnitude=st.sampled_from([10, 2 ** 16, 2 ** 17 - 1, 2 ** 17, 2 ** 20, 2 ** 31 - 1]))
 def test_fused_lif_equals_the_lava_kernel(seed, dv, vth, magnitude):
+    """Both of the fused form's paths (every ``|a| < 2**17``, wraps skipped; or not) against the kernel, with inputs
+    that saturate ``v`` and wrap ``a << 6`` and ``u`` (``magnitude`` sets the largest ``|a|``)."""
     from spikec.backends.intsim.interpreter import lif_no_current_memory
     from spikec.backends.intsim.kernels import LifParams, LifState, lif_step
 
     rng = np.random.default_rng(seed)
     x = rng.integers(-magnitude, magnitude, size=(6, 3, 17), endpoint=True)
+    x.flat[rng.integers(x.size)] = magnitude * rng.choice([-1, 1])
     params, state = LifParams(du=4095, dv=dv, vth=vth), LifState.zeros((3, 17))
     expected = []
     for t in range(6):
         state, fired = lif_step(state, x[t], params, time_step=t + 1)
         expected.append(fired)
     assert np.array_equal(lif_no_current_memory(x, dv, vth), np.stack(expected).astype(np.int64))
+
+
+def test_fused_lif_rounds_the_decay_toward_zero():
+    """``v = -64`` decays with ``dv = 1`` to ``trunc(-64 * 4095 / 4096) = -63`` (a floor shift would give -64), so
+    the next input ``a = vth + 1`` lifts ``v`` to ``64 vth + 1``, just above the threshold: random inputs almost
+    never tell the two roundings apart by the spikes alone, this one does."""
+    from spikec.backends.intsim.interpreter import lif_no_current_memory
+    from spikec.backends.intsim.kernels import LifParams, LifState, lif_step
+
+    x = np.array([-1, 6]).reshape(2, 1, 1)
+    state, expected = LifState.zeros((1, 1)), []
+    for t in range(2):
+        state, fired = lif_step(state, x[t], LifParams(du=4095, dv=1, vth=5), time_step=t + 1)
+        expected.append(int(fired[0, 0]))
+    assert expected == [0, 1]
+    assert lif_no_current_memory(x, 1, 5)[:, 0, 0].tolist() == expected

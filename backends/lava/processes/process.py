@@ -1,7 +1,7 @@
 """spikec's fixed_pt processes: the integer ops of spikec's IR that Lava has no built-in process for.
 
-Each process applies exactly intsim's rule for its op (``spikec.backends.intsim.interpreter.INT_RULES``, called
-by the models in :mod:`.models`), receives and sends within one time step (no latency, like Lava's neurons),
+Each process applies exactly intsim's rule for its op (the functions of ``spikec.backends.intsim.rules``, called
+by name by the models in :mod:`.models`), receives and sends within one time step (no latency, like Lava's neurons),
 and runs on a CPU: on Loihi 2 that is the embedded (Lakemont) or host processor, never a neuro core.
 Ports carry int32 messages (``LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)``); an InPort sums every
 OutPort connected to it, so an ``add`` feeding one of these processes needs no process of its own.
