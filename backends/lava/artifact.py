@@ -15,6 +15,7 @@ from spikec.backends.lava.netlist import Connection, Probe, ProcessGraph, Proces
 from spikec.backends.lava.resources import resource_report
 from spikec.ir import Graph
 from spikec.ir.printer import weight_table
+from spikec.passes.range_analysis import RangeReport
 
 __all__ = ["LavaArtifact", "lava_artifact", "process_graph_from_manifest"]
 
@@ -36,9 +37,10 @@ class LavaArtifact:
                          "run_steps": f"B * {pg.timesteps} + {pg.max_depth} for B samples"}}
 
 
-def lava_artifact(graph: Graph, name: str) -> LavaArtifact:
-    """Lower ``graph`` and make everything the loihi2 artifact holds beyond the intsim one."""
-    pg = lower(graph, name)
+def lava_artifact(graph: Graph, name: str, ranges: RangeReport | None = None) -> LavaArtifact:
+    """Lower ``graph`` and make everything the loihi2 artifact holds beyond the intsim one. ``ranges``: the
+    compile's range analysis of ``graph``, so lowering need not repeat it (:func:`.lowering.lower`)."""
+    pg = lower(graph, name, ranges=ranges)
     weights = weight_table(graph)
     clash = sorted(set(weights) & set(pg.arrays))
     if clash:

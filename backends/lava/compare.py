@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from spikec.ir import Graph
+from spikec.ir.ops import OpCategory, Phase, ops_with
 
 __all__ = ["lava_runner", "BitExactWatch", "Divergence"]
 
@@ -24,7 +25,8 @@ def lava_runner(graph: Graph, output_scale: float, *, fast: bool = True, timeout
     from spikec.backends.lava.runtime import DEFAULT_TIMEOUT_S, run_lava
 
     pg = lower(graph)
-    neurons = [(i, n) for i, n in enumerate(graph.nodes) if n.op == "qlif"]
+    neuron_ops = ops_with(category=OpCategory.NEURON, phase=Phase.INTEGER)
+    neurons = [(i, n) for i, n in enumerate(graph.nodes) if n.op in neuron_ops]
 
     def run(batch):
         result = run_lava(graph, [batch], pg, fast=fast, timeout=timeout or DEFAULT_TIMEOUT_S)

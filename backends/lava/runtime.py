@@ -32,11 +32,12 @@ from spikec.backends.intsim.interpreter import INT_RULES, _bind_input
 from spikec.backends.lava.artifact import process_graph_from_manifest
 from spikec.backends.lava.build import RunInputs, build_network
 from spikec.backends.lava.child import run_isolated
-from spikec.backends.lava.lowering import host_regions, lower
+from spikec.backends.lava.lowering import lower
 from spikec.backends.lava.netlist import ProcessGraph
+from spikec.backends.lava.regions import Regions, host_regions
 from spikec.compiler import load_artifact
 from spikec.errors import InputError
-from spikec.ir import Graph
+from spikec.ir import Graph, Value
 from spikec.ir.interpret import check_input_shape
 from spikec.ir.printer import weight_table
 
@@ -63,23 +64,23 @@ class LavaRun:
         return self.build_seconds + self.run_seconds
 
 
-def _encode(graph: Graph, inputs: Sequence[Any]) -> dict[int, np.ndarray]:
-    """The host's input encoding, by node index."""
-    encoding, _, _ = host_regions(graph)
+def _encode(graph: Graph, regions: Regions, inputs: Sequence[Any]) -> dict[int, np.ndarray]:
+    """The host's input encoding (the ``encoding`` region, the one lowering made sources of), by node index."""
+    encoding = regions.encoding
     input_nodes = graph.input_nodes
     if len(inputs) != len(input_nodes):
         raise InputError(f"the graph takes {len(input_nodes)} input(s), got {len(inputs)}")
-    env: dict[int, np.ndarray] = {}
+    env: dict[Value, np.ndarray] = {}
     for node in graph.nodes:
-        if id(node) not in encoding:
+        if node not in encoding:
             continue
         if node.op == "input":
             data = inputs[input_nodes.index(node)]
             check_input_shape(node, tuple(np.shape(data)))
-            env[id(node.output)] = _bind_input(node, data)
+            env[node.output] = _bind_input(node, data)
         else:
-            env[id(node.output)] = INT_RULES[node.op](node, [env[id(v)] for v in node.inputs])
-    return {i: env[id(n.output)] for i, n in enumerate(graph.nodes) if id(n) in encoding}
+            env[node.output] = INT_RULES[node.op](node, [env[v] for v in node.inputs])
+    return {i: env[n.output] for i, n in enumerate(graph.nodes) if n in encoding}
 
 
 def _source_data(value: np.ndarray, delay: int, steps: int) -> np.ndarray:
@@ -116,9 +117,10 @@ def run_lava(graph: Graph, inputs: Sequence[Any], process_graph: ProcessGraph | 
              weights: Mapping[str, np.ndarray] | None = None, fast: bool = True,
              timeout: float = DEFAULT_TIMEOUT_S, workdir: str | None = None) -> LavaRun:
     """Run ``graph`` (quantized) on Lava for the batch ``inputs`` (one float array per input node, as intsim)."""
-    pg = process_graph or lower(graph)
+    regions = host_regions(graph)
+    pg = process_graph or lower(graph, regions=regions)
     weights = weight_table(graph) if weights is None else weights
-    return _run(graph, pg, lambda run: build_network(pg, weights, run), inputs, fast=fast, timeout=timeout,
+    return _run(graph, regions, pg, lambda run: build_network(pg, weights, run), inputs, fast=fast, timeout=timeout,
                 workdir=workdir)
 
 
@@ -141,17 +143,18 @@ def run_lava_net(build: Callable[..., Mapping[str, Any]], artifact_dir: str, inp
     with np.load(os.path.join(artifact_dir, "weights.npz"), allow_pickle=False) as archive:
         weights = {k: archive[k] for k in archive.files}
     pg = process_graph_from_manifest(compiled.name, compiled.manifest["lava"], weights)
-    result = _run(compiled.graph, pg, lambda run: build(weights, run.source_data, run.sink_paths, run.steps),
-                  inputs, fast=False, timeout=timeout, workdir=None)
+    result = _run(compiled.graph, host_regions(compiled.graph), pg,
+                  lambda run: build(weights, run.source_data, run.sink_paths, run.steps), inputs, fast=False,
+                  timeout=timeout, workdir=None)
     logits = [output / scale for output, scale in zip(result.outputs, compiled.output_scales, strict=True)]
     return logits, {probe.name: result.values[probe.node] for probe in pg.probes}
 
 
-def _run(graph: Graph, pg: ProcessGraph, build: Builder, inputs: Sequence[Any], *, fast: bool, timeout: float,
-         workdir: str | None) -> LavaRun:
+def _run(graph: Graph, regions: Regions, pg: ProcessGraph, build: Builder, inputs: Sequence[Any], *, fast: bool,
+         timeout: float, workdir: str | None) -> LavaRun:
     """Encode ``inputs``, run the network ``build`` makes in a forked child, read the sinks back, aligned, and
     run the readout."""
-    encoded = _encode(graph, inputs)
+    encoded = _encode(graph, regions, inputs)
     batch = graph.input_nodes[0].output.type.batch if not encoded else next(iter(encoded.values())).shape[1]
     steps = batch * pg.timesteps + pg.max_depth
     tmp = tempfile.mkdtemp(prefix="spikec-lava-", dir=workdir or ("/dev/shm" if os.path.isdir("/dev/shm") else None))

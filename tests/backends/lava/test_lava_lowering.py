@@ -1,5 +1,6 @@
-"""Lowering an integer graph to Lava processes: the mapping per op, delays, biases, relays, determinism, and
-the diagnostics for what has no mapping. The hand-built graphs also run on Lava (tiny, a second each)."""
+"""Lowering an integer graph to Lava processes: the mapping per op, delays, biases, relays, determinism, the
+rule table's coverage of the integer ops, the compile's range analysis reused, and the diagnostics for what
+has no mapping. The hand-built graphs also run on Lava (tiny, a second each)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ import pytest
 
 from lava_cases import LAVA_TIMEOUT_S, assert_bit_exact, dense, encoded_input, lif, residual_graph, skip_graph, \
     zoo_case
-from spikec.backends.lava import helpers, lowering
+from spikec.backends.lava import helpers, lowering_streams
 from spikec.backends.lava.lowering import lower
+from spikec.backends.lava.lowering_rules import RULES
+from spikec.backends.lava.regions import HOST_ONLY_OPS
 from spikec.backends.lava.runtime import run_lava
 from spikec.errors import LoweringError
-from spikec.ir import Graph
+from spikec.ir import Graph, Location
+from spikec.ir.ops import Phase, ops_with
+from spikec.passes.range_analysis import analyze_ranges
 
 
 def _by_name(pg):
@@ -75,7 +80,7 @@ def test_a_bias_the_lif_cannot_take_becomes_bias_messages():
 def test_spike_delays_chain_relays_beyond_the_synapse_limit(monkeypatch):
     # With synaptic delays capped at 1 step (Loihi: 63), a 3-step wait is relay chains of at most 2 steps:
     # s1 -> [Sparse, LIF] (1 step) -> [DelaySparse 1, LIF] (2 more).
-    monkeypatch.setattr(lowering, "MAX_SYNAPSE_DELAY", 1)
+    monkeypatch.setattr(lowering_streams, "MAX_SYNAPSE_DELAY", 1)
     graph = skip_graph(T=2, hops=3)
     pg = lower(graph)
     procs = _by_name(pg)
@@ -135,3 +140,42 @@ def test_on_chip_op_reading_the_host_readout_is_refused():
     g.create_node("output", [back], {"layouts": (1,)})
     pg = lower(g)               # the gain follows the host readout, so it runs on the host too
     assert pg.host_nodes == [5, 6, 7]
+
+
+INTEGER_OPS = sorted(ops_with(phase=Phase.INTEGER))
+"""Every op an integer graph can hold, by the registry's traits (the integer-only ops and those of both phases)."""
+
+
+@pytest.mark.parametrize("op", INTEGER_OPS)
+def test_every_integer_op_has_a_lowering_rule_unless_it_is_host_only_by_design(op):
+    # The host classifier (qdense with host) and time sums are the readout by their attributes, not their op, so
+    # their op has a rule (for its on-chip form).
+    if op in HOST_ONLY_OPS:
+        assert op not in RULES, f"{op} is host-only by design, yet has a lowering rule"
+    else:
+        assert op in RULES, f"{op} can run on chip but has no lowering rule in lowering_rules.RULES"
+
+
+def test_the_rule_table_holds_only_integer_ops_and_the_host_only_ops_are_the_encoding_and_the_boundary():
+    assert sorted(set(RULES) - set(INTEGER_OPS)) == []
+    assert HOST_ONLY_OPS == {"input", "quantize", "repeat_time", "to_time_major", "output"}
+
+
+def test_an_op_without_a_rule_is_refused_naming_the_op_and_its_module(monkeypatch):
+    g = Graph("gain")
+    r = encoded_input(g, 4, 2)
+    gain = g.add("qgain", [dense(g, r, 4, graded=True)], {"factor": 2}, [Location("block.0.mlp.gain", "m.py", 7)])
+    g.create_node("output", [lif(g, gain)], {"layouts": (1,)})
+    monkeypatch.delitem(RULES, "qgain")
+    with pytest.raises(LoweringError, match=r"lava: qgain in block\.0\.mlp\.gain \(m\.py:7\): qgain has no Lava "
+                                            r"mapping \(no rule in spikec\.backends\.lava\.lowering_rules\.RULES\)"):
+        lower(g)
+
+
+def test_lowering_takes_the_compile_s_range_analysis_and_refuses_another_graph_s():
+    graph = residual_graph(T=3, bias=True)
+    given = lower(graph, ranges=analyze_ranges(graph))
+    assert json.dumps(given.to_json(), sort_keys=True) == json.dumps(lower(graph).to_json(), sort_keys=True)
+    assert given.process("lif9").args["bias_exp"] == 6              # the bias went to the neurons, as proven
+    with pytest.raises(ValueError, match="not the range analysis of graph 'residual'"):
+        lower(graph, ranges=analyze_ranges(residual_graph(T=3, bias=True)))

@@ -103,7 +103,7 @@ def test_the_manifest_gives_back_the_process_graph_lava_net_was_generated_from(t
     with np.load(tmp_path / "art" / "weights.npz") as archive:
         weights = {k: archive[k] for k in archive.files}
     pg = process_graph_from_manifest(compiled.name, manifest["lava"], weights)
-    expected = compiled.lava.process_graph
+    expected = compiled.lowered.process_graph
     for field in ("name", "timesteps", "max_depth", "processes", "connections", "sources", "probes", "host_nodes",
                   "depths"):
         assert getattr(pg, field) == getattr(expected, field), field
@@ -128,8 +128,8 @@ def test_lava_net_holds_the_network_and_no_copy_of_spikecs_rules(tmp_path):
     assert "from spikec.backends.lava.runtime import DEFAULT_TIMEOUT_S, run_lava_net" in text
     lines = text.splitlines()
     built = [line for line in lines if line.startswith("    p[") and "] = " in line and "].name = " not in line]
-    assert len(built) == len(compiled.lava.process_graph.processes)
-    assert len([line for line in lines if ".connect(" in line]) == len(compiled.lava.process_graph.connections)
+    assert len(built) == len(compiled.lowered.process_graph.processes)
+    assert len([line for line in lines if ".connect(" in line]) == len(compiled.lowered.process_graph.connections)
 
 
 def test_lava_net_imported_and_run_gives_intsims_spikes_by_module_and_float_logits(tmp_path):
