@@ -38,40 +38,42 @@ the steps ``d + 1 .. d + B T``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, ClassVar
+from typing import Callable
 
 from spikec.errors import PassError
 from spikec.ir import Graph, Node
+from spikec.ir.ops import OpCategory, Phase, op_traits
+from spikec.passes.base import Analysis, AnalysisCache
 
 __all__ = ["BalanceDelays", "DelayPlan", "lava_latency"]
 
 
 def lava_latency(node: Node) -> int:
-    """Steps a node costs in Lava: one for an on-chip synapse group (``qdense`` not on the host, ``qconv2d``)."""
-    if node.op == "qconv2d":
-        return 1
-    if node.op == "qdense" and not node.attrs["host"]:
-        return 1
-    return 0
+    """Steps a node costs in Lava: one for an on-chip synapse group, a weight op of the integer graph not on
+    the host (``qconv2d``, ``qdense`` with ``host`` false)."""
+    traits = op_traits(node.op)
+    synapse = traits.category is OpCategory.WEIGHT and Phase.INTEGER in traits.phase
+    return 1 if synapse and not node.attrs.get("host", False) else 0
 
 
 @dataclasses.dataclass(frozen=True)
 class DelayPlan:
-    """Depths, edge delays and reset phases of one graph (an analysis result, keyed by node identity)."""
+    """Depths, edge delays and reset phases of one graph (an analysis result, keyed by node: nodes compare by
+    identity)."""
 
     timesteps: int
-    depth: dict[int, int]                  # id(node) -> depth of its output
-    edge_delay: dict[tuple[int, int], int]  # (id(node), input position) -> delay on that edge
+    depth: dict[Node, int]                   # node -> depth of its output
+    edge_delay: dict[tuple[Node, int], int]  # (node, input position) -> delay on that edge
 
     def depth_of(self, node: Node) -> int:
-        return self.depth[id(node)]
+        return self.depth[node]
 
     def delay(self, node: Node, position: int) -> int:
-        return self.edge_delay.get((id(node), position), 0)
+        return self.edge_delay.get((node, position), 0)
 
     def reset_offset(self, node: Node) -> int:
         """The LIFReset ``reset_offset`` of a neuron group: reset at the first step of every wave."""
-        return (1 + self.depth[id(node)]) % self.timesteps
+        return (1 + self.depth[node]) % self.timesteps
 
     @property
     def max_depth(self) -> int:
@@ -83,37 +85,46 @@ class DelayPlan:
 
 
 @dataclasses.dataclass(frozen=True)
-class BalanceDelays:
-    """Compute the :class:`DelayPlan` of an integer graph; ``latency`` gives each node's cost in steps."""
+class BalanceDelays(Analysis):
+    """Compute the depths, edge delays and reset phases of an integer graph on a pipelined target.
 
-    name: ClassVar[str] = "balance-delays"
+    The result is a :class:`DelayPlan`; the math is in the module docstring. ``latency`` gives each node's
+    cost in steps.
+
+    Requires: nothing beyond a verified graph (its topological order gives every input its depth first).
+    Ensures: the plan balances every node: each input's depth plus the delay on its edge is the same for
+    all inputs, and the node's depth is that plus its latency (a source's is 0)."""
+
+    name = "balance-delays"
     latency: Callable[[Node], int] = lava_latency
 
-    def __call__(self, graph: Graph) -> DelayPlan:
-        try:
-            return self._plan(graph)
-        except PassError:
-            raise
-        except (KeyError, ValueError) as exc:
-            raise PassError(f"{self.name}: {exc}") from exc
-
-    def _plan(self, graph: Graph) -> DelayPlan:
+    def compute(self, graph: Graph, analyses: AnalysisCache) -> DelayPlan:
         timesteps = max((v.type.time for v in graph.values()), default=1)
-        depth: dict[int, int] = {}
-        edge_delay: dict[tuple[int, int], int] = {}
+        depth: dict[Node, int] = {}
+        edge_delay: dict[tuple[Node, int], int] = {}
         for node in graph.nodes:
             if node.op == "output":
                 continue
             if not node.inputs:
-                depth[id(node)] = 0
+                depth[node] = 0
                 continue
-            arrivals = [depth[id(v.producer)] for v in node.inputs]
+            arrivals = [depth[v.producer] for v in node.inputs]
             latest = max(arrivals)
             for position, arrival in enumerate(arrivals):
                 if arrival < latest:
-                    edge_delay[(id(node), position)] = latest - arrival
+                    edge_delay[(node, position)] = latest - arrival
             cost = self.latency(node)
             if cost < 0:
-                raise PassError(f"{self.name}: {node.describe()} has a negative latency {cost}")
-            depth[id(node)] = latest + cost
+                raise PassError(f"{node.describe()} has a negative latency {cost}")
+            depth[node] = latest + cost
         return DelayPlan(timesteps, depth, edge_delay)
+
+    def ensures(self, graph: Graph, plan: DelayPlan) -> None:
+        for node in graph.nodes:
+            if node.op == "output":
+                continue
+            arrivals = {plan.depth_of(v.producer) + plan.delay(node, i) for i, v in enumerate(node.inputs)}
+            expected = max(arrivals) + self.latency(node) if arrivals else 0
+            if len(arrivals) > 1 or plan.depth_of(node) != expected:
+                raise PassError(f"{node.describe()}: its inputs arrive at depths {sorted(arrivals)} and it is "
+                                f"placed at depth {plan.depth_of(node)}; the plan does not balance it")

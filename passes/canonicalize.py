@@ -1,6 +1,8 @@
 """canonicalize: put view chains and no-op arithmetic in one form, and drop what computes nothing.
 
-Rules, applied until none fires (each preserves the value exactly):
+Rules (each preserves the value exactly). One run applies them once to every node, in order, then erases
+the nodes left dead; a rewrite can enable another (a composed transpose that is the identity), so the pass
+asks the pass manager to repeat it until a run changes nothing (``fixed_point``):
 
 * ``reshape(reshape(x, a), b) -> reshape(x, b)``: row-major reshapes compose to the last one.
 * ``reshape(x, shape) -> x`` when ``shape`` is already x's sample shape.
@@ -18,8 +20,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from spikec.errors import PassError
 from spikec.ir import Graph, Node
-from spikec.passes.base import RewritePass, Skip, erase_dead_nodes
+from spikec.ir.ops import OpCategory, ops_with
+from spikec.passes.base import AnalysisCache, PassResult, Transform, erase_dead_nodes
 
 __all__ = ["Canonicalize"]
 
@@ -75,14 +79,21 @@ def _rewrite(graph: Graph, node: Node) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class Canonicalize(RewritePass):
-    name = "canonicalize"
+class Canonicalize(Transform):
+    """Collapse view chains and no-op scales, and erase dead nodes.
 
-    def apply(self, graph: Graph, skipped: list[Skip]) -> bool:
-        changed = False
-        progress = True
-        while progress:
-            progress = any([_rewrite(graph, node) for node in list(graph.nodes) if node.graph is graph])
-            progress = erase_dead_nodes(graph) or progress
-            changed = changed or progress
-        return changed
+    In place, repeated to a fixed point; the rules are in the module docstring. Requires: nothing beyond a
+    verified graph. Ensures: no dead node is left (every node but the inputs and the output has a user)."""
+
+    name = "canonicalize"
+    fixed_point = True
+
+    def apply(self, graph: Graph, analyses: AnalysisCache) -> PassResult:
+        rewritten = any([_rewrite(graph, node) for node in list(graph.nodes) if node.graph is graph])
+        return PassResult(graph, erase_dead_nodes(graph) or rewritten)
+
+    def ensures(self, graph: Graph, result: PassResult) -> None:
+        boundary = ops_with(category=OpCategory.BOUNDARY)
+        dead = next((n for n in graph.nodes if n.op not in boundary and not any(v.uses for v in n.outputs)), None)
+        if dead is not None:
+            raise PassError(f"{dead.describe()} is dead (nothing uses its result) and was left")

@@ -15,7 +15,8 @@ Linear output): the BN axis is followed back through each transpose, and the fol
 on the weight op's channel axis (axis 2 for conv, the last axis for linear). Every value between the
 weight op and the BN must have that single user, or another reader would see the changed weights.
 
-Precondition: none. Postcondition: every batch norm left has a recorded reason (``Skip``).
+Precondition: none. Postcondition: no batch norm is left without a recorded reason (a ``Skip``: the
+pass could not fold it); quantize then requires that none is left at all.
 In float32 the fold is exact up to rounding (the tests require 1e-5).
 """
 
@@ -26,11 +27,13 @@ import dataclasses
 import numpy as np
 
 from spikec.ir import Graph, Node
-from spikec.passes.base import RewritePass, Skip, single_user
+from spikec.ir.ops import OpCategory, Phase, ops_with
+from spikec.errors import PassError
+from spikec.passes.base import AnalysisCache, PassResult, Skip, Transform, single_user, unexplained
 
 __all__ = ["FoldBatchNorm", "batchnorm_affine"]
 
-_WEIGHT_OPS = ("conv2d", "conv1d", "linear")
+_WEIGHT_OPS = ops_with(category=OpCategory.WEIGHT, phase=Phase.FLOAT)
 
 
 def batchnorm_affine(node: Node) -> tuple[np.ndarray, np.ndarray]:
@@ -75,11 +78,16 @@ def _fold(op: Node, bn: Node) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class FoldBatchNorm(RewritePass):
+class FoldBatchNorm(Transform):
+    """Fold every inference batch norm into the conv or linear before it.
+
+    In place; the math is in the module docstring. Requires: nothing beyond a verified graph.
+    Ensures: every batch norm left is recorded as skipped, with why."""
+
     name = "fold-batchnorm"
 
-    def apply(self, graph: Graph, skipped: list[Skip]) -> bool:
-        changed = False
+    def apply(self, graph: Graph, analyses: AnalysisCache) -> PassResult:
+        changed, skipped = False, []
         for bn in [n for n in graph.nodes if n.op == "batchnorm"]:
             op, reason = _find_weight_op(bn)
             if op is None:
@@ -89,4 +97,9 @@ class FoldBatchNorm(RewritePass):
             graph.replace_all_uses(bn.output, bn.inputs[0])
             graph.erase(bn)
             changed = True
-        return changed
+        return PassResult(graph, changed, tuple(skipped))
+
+    def ensures(self, graph: Graph, result: PassResult) -> None:
+        left = unexplained(result, "batchnorm")
+        if left is not None:
+            raise PassError(f"{left.describe()} is left without a reason (no Skip records why it was not folded)")

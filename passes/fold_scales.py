@@ -17,6 +17,9 @@ and it disappears into its single user when that is::
 Both are exact in real arithmetic. For a power-of-two ``f`` (the attention scales 0.125 and 0.25) they
 are exact in float32 too, so the float interpreter gives identical spikes before and after.
 A scale with several users, or before an op it does not commute with, stays and is recorded as a Skip.
+
+Precondition: none. Postcondition: no scale is left without a recorded reason (a ``Skip``); quantize then
+requires that none is left at all.
 """
 
 from __future__ import annotations
@@ -25,12 +28,18 @@ import dataclasses
 
 import numpy as np
 
+from spikec.errors import PassError
 from spikec.ir import Graph, Node
-from spikec.passes.base import RewritePass, Skip, single_user
+from spikec.ir.ops import OpCategory, Phase, ops_with
+from spikec.passes.base import AnalysisCache, PassResult, Skip, Transform, single_user, unexplained
 
 __all__ = ["FoldScales"]
 
-_COMMUTING = ("transpose", "reshape", "sum", "mean")
+_WEIGHT_OPS = ops_with(category=OpCategory.WEIGHT, phase=Phase.FLOAT)
+_NEURONS = ops_with(category=OpCategory.NEURON, phase=Phase.FLOAT)
+# Scales move below reductions and below the views that keep the time axis, for any sign of the factor.
+_COMMUTING = (ops_with(category=OpCategory.REDUCTION, phase=Phase.FLOAT)
+              | ops_with(category=OpCategory.VIEW, phase=Phase.FLOAT, per_step=True))
 
 
 def _scaled_twin(add: Node, scale: Node) -> Node | None:
@@ -63,9 +72,9 @@ def _step(graph: Graph, scale: Node) -> str | None:
     user = single_user(scale)
     if user is None:
         return "its result has several users"
-    if user.op in ("conv2d", "conv1d", "linear"):
+    if user.op in _WEIGHT_OPS:
         user.attrs["weight"] = (user.attrs["weight"].astype(np.float64) * factor).astype(np.float32)
-    elif user.op in ("lif", "if"):
+    elif user.op in _NEURONS:
         if factor <= 0:
             return "a neuron cannot absorb a non-positive scale (it would flip the threshold test)"
         user.attrs["v_threshold"] = user.attrs["v_threshold"] / factor
@@ -86,19 +95,29 @@ def _step(graph: Graph, scale: Node) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class FoldScales(RewritePass):
+class FoldScales(Transform):
+    """Move every constant scale downstream until an op absorbs it.
+
+    In place; the math is in the module docstring. Requires: nothing beyond a verified graph.
+    Ensures: every scale left is recorded as skipped, with why."""
+
     name = "fold-scales"
 
-    def apply(self, graph: Graph, skipped: list[Skip]) -> bool:
+    def apply(self, graph: Graph, analyses: AnalysisCache) -> PassResult:
         changed, stuck = False, {}
         while True:
-            pending = [n for n in graph.nodes if n.op == "scale" and id(n) not in stuck]
+            pending = [n for n in graph.nodes if n.op == "scale" and n not in stuck]
             if not pending:
                 break
             reason = _step(graph, pending[0])
             if reason is None:
                 changed = True
             else:
-                stuck[id(pending[0])] = (pending[0], reason)
-        skipped.extend(Skip(node, f"scale not folded: {reason}") for node, reason in stuck.values())
-        return changed
+                stuck[pending[0]] = reason
+        skipped = tuple(Skip(node, f"scale not folded: {reason}") for node, reason in stuck.items())
+        return PassResult(graph, changed, skipped)
+
+    def ensures(self, graph: Graph, result: PassResult) -> None:
+        left = unexplained(result, "scale")
+        if left is not None:
+            raise PassError(f"{left.describe()} is left without a reason (no Skip records why it was not folded)")

@@ -2,7 +2,9 @@
 
 Inputs: a float graph after fold-batchnorm, fold-scales and canonicalize (no batchnorm or scale left).
 Output: a new graph of integer ops (:mod:`spikec.ir.ops` ``quantize``, ``qconv2d``, ``qdense``,
-``qgain``, ``qlif``, plus the structural ops on i32 values) and a :class:`QuantizationReport`.
+``qgain``, ``qlif``, plus the structural ops on i32 values) and a :class:`QuantizationReport`. Every float op
+has a rule (``QUANTIZE_RULES``), is an op of both phases, copied as it is, or is refused with the reason
+(``UNQUANTIZABLE``); any other op is an error naming it, before anything is built.
 
 **Scales.** Every value gets a scale (:mod:`spikec.passes.scale_classes`): ``x_int ≈ scale * x``. Each free
 class scale is a power of two ``m = 2**k``, chosen as large as these limits allow:
@@ -47,11 +49,17 @@ from fractions import Fraction
 
 import numpy as np
 
+from spikec.backends.intsim.fixed_point import (DECAY_UNITY, DENSE_MANTISSA_MAX, DENSE_MANTISSA_MIN,
+                                                DENSE_MANTISSA_STEP, DU_NO_CURRENT_MEMORY)
 from spikec.errors import InputError, PassError
 from spikec.ir import Graph, Node, Value
-from spikec.passes.scale_classes import ONE, Scale, ScaleClasses, solve_scale_classes
+from spikec.ir.ops import OpCategory, Phase, op_traits, spike_valued
+from spikec.passes.base import AnalysisCache, PassResult, Transform
+from spikec.passes.range_analysis import RangeAnalysis, RangeReport
+from spikec.passes.scale_classes import ONE, Scale, ScaleClassAnalysis, ScaleClasses
 
-__all__ = ["QuantizeOptions", "QuantizationReport", "LayerQuantization", "NeuronQuantization", "quantize_graph"]
+__all__ = ["QuantizeOptions", "QuantizationReport", "LayerQuantization", "NeuronQuantization", "Quantize",
+           "QuantizeResult", "QUANTIZE_RULES", "UNQUANTIZABLE", "unquantizable"]
 
 _MAX_ITERATIONS = 64
 
@@ -107,18 +115,6 @@ class QuantizationReport:
 # ---------------------------------------------------------------- float-graph facts
 
 
-def _binary(value: Value) -> bool:
-    """Whether every element of ``value`` is 0 or 1 (spikes and what keeps them spikes)."""
-    node = value.producer
-    if node.op in ("lif", "if"):
-        return True
-    if node.op in ("transpose", "reshape", "maxpool", "repeat_time", "to_time_major"):
-        return _binary(node.inputs[0])
-    if node.op in ("mul", "and_not"):
-        return all(_binary(v) for v in node.inputs)
-    return False
-
-
 def _feeds_output_directly(node: Node) -> bool:
     """Whether the output is reachable from ``node`` without passing a neuron or another weight op: then
     ``node`` is the last weight op before the output, the readout classifier."""
@@ -128,8 +124,8 @@ def _feeds_output_directly(node: Node) -> bool:
         for user in current.outputs[0].users() if current.outputs else []:
             if user.op == "output":
                 return True
-            if user.op not in ("lif", "if", "conv2d", "conv1d", "linear") and id(user) not in seen:
-                seen.add(id(user))
+            if op_traits(user.op).category not in (OpCategory.NEURON, OpCategory.WEIGHT) and user not in seen:
+                seen.add(user)
                 stack.append(user)
     return False
 
@@ -160,7 +156,7 @@ class _Plan:
     """The exponent of every free class root and the gain exponent of every integer-fed neuron."""
 
     root_exp: dict[str, int]
-    gain_exp: dict[int, int]
+    gain_exp: dict[Node, int]
 
 
 def _numeric(scale: Scale, plan: _Plan) -> Fraction:
@@ -177,19 +173,19 @@ def _threshold_factor(node: Node) -> float:
 
 def _initial_plan(graph: Graph, classes: ScaleClasses, options: QuantizeOptions) -> _Plan:
     limits: dict[str, list[float]] = {}
-    gains: dict[int, int] = {}
+    gains: dict[Node, int] = {}
     target = 2.0 ** options.vth_bits
     for node in graph.nodes:
-        if node.op in ("lif", "if"):
+        if op_traits(node.op).category is OpCategory.NEURON:
             s = classes.scale(node.inputs[0])
             factor = _threshold_factor(node)
             if factor <= 0:
                 raise PassError(f"quantize: {node.describe()} has a non-positive threshold {node.attrs['v_threshold']}")
             if s.fixed:
-                gains[id(node)] = max(0, math.floor(math.log2(target / (float(s.ratio) * factor))))
+                gains[node] = max(0, math.floor(math.log2(target / (float(s.ratio) * factor))))
             else:
                 limits.setdefault(s.root, []).append(math.log2(target / (float(s.ratio) * factor)))
-        elif node.op in ("conv2d", "conv1d", "linear"):
+        elif op_traits(node.op).category is OpCategory.WEIGHT:
             kind = _synapse_kind(node)
             if kind == "host":
                 continue  # its scale follows its input's, once that is chosen (_Builder._host_scale)
@@ -199,7 +195,8 @@ def _initial_plan(graph: Graph, classes: ScaleClasses, options: QuantizeOptions)
                                 "fold or re-parameterize the pair first")
             peak = float(np.abs(node.attrs["weight"]).max(initial=0.0))
             if kind == "conv" and peak > 0:
-                limits.setdefault(out.root, []).append(math.log2(254.0 * float(inp.ratio) / (float(out.ratio) * peak)))
+                limits.setdefault(out.root, []).append(
+                    math.log2(DENSE_MANTISSA_MAX * float(inp.ratio) / (float(out.ratio) * peak)))
     root_exp = {root: math.floor(min(values)) for root, values in limits.items()}
     for root in classes.parent:
         top = classes.find(root)[1]
@@ -211,7 +208,7 @@ def _initial_plan(graph: Graph, classes: ScaleClasses, options: QuantizeOptions)
 
 
 def _even_round(x: np.ndarray) -> np.ndarray:
-    return 2 * np.round(x / 2)
+    return DENSE_MANTISSA_STEP * np.round(x / DENSE_MANTISSA_STEP)
 
 
 def _quantize_weights(weight: np.ndarray, ratio: float, kind: str) -> tuple[np.ndarray, int]:
@@ -219,12 +216,12 @@ def _quantize_weights(weight: np.ndarray, ratio: float, kind: str) -> tuple[np.n
     target = weight.astype(np.float64) * ratio
     peak = float(np.abs(target).max(initial=0.0))
     if kind == "conv":
-        return np.clip(_even_round(target), -256, 254).astype(np.int32), 0
+        return np.clip(_even_round(target), DENSE_MANTISSA_MIN, DENSE_MANTISSA_MAX).astype(np.int32), 0
     if kind == "host":
         exp = 0 if peak <= 32767 else math.ceil(math.log2(peak / 32767))
         return np.clip(np.round(target / 2.0 ** exp), -32767, 32767).astype(np.int32), exp
-    exp = 0 if peak == 0 else math.ceil(math.log2(peak / 254))
-    return np.clip(_even_round(target / 2.0 ** exp), -256, 254).astype(np.int32), exp
+    exp = 0 if peak == 0 else math.ceil(math.log2(peak / DENSE_MANTISSA_MAX))
+    return np.clip(_even_round(target / 2.0 ** exp), DENSE_MANTISSA_MIN, DENSE_MANTISSA_MAX).astype(np.int32), exp
 
 
 # ---------------------------------------------------------------- building the integer graph
@@ -234,13 +231,13 @@ class _Builder:
     def __init__(self, graph: Graph, classes: ScaleClasses, plan: _Plan, options: QuantizeOptions):
         self.src, self.classes, self.plan, self.options = graph, classes, plan, options
         self.out = Graph(graph.name)
-        self.env: dict[int, Value] = {}
-        self.knob_of: dict[int, tuple[str, object]] = {}  # integer node -> ("root", name) | ("gain", id)
+        self.env: dict[Value, Value] = {}
+        self.knob_of: dict[Node, tuple[str, object]] = {}  # integer node -> ("root", name) | ("gain", float node)
         self.layers: list[LayerQuantization] = []
         self.neurons: list[NeuronQuantization] = []
 
     def value(self, v: Value) -> Value:
-        return self.env[id(v)]
+        return self.env[v]
 
     def scale(self, v: Value) -> float:
         return float(_numeric(self.classes.scale(v), self.plan))
@@ -248,15 +245,15 @@ class _Builder:
     def emit(self, op: str, inputs, attrs, src: Node, knob=None) -> Value:
         node = self.out.create_node(op, inputs, attrs, src.locs)
         if knob is not None:
-            self.knob_of[id(node)] = knob
+            self.knob_of[node] = knob
         return node.output
 
     def build(self) -> Graph:
         for node in self.src.nodes:
-            handler = getattr(self, f"_{node.op}", None)
-            result = handler(node) if handler else self._structural(node)
+            # Quantize.requires checked every op first: one without a rule is an op of both phases.
+            result = QUANTIZE_RULES.get(node.op, _Builder._structural)(self, node)
             if result is not None:
-                self.env[id(node.output)] = result
+                self.env[node.output] = result
         return self.out
 
     def _input(self, node: Node) -> Value:
@@ -302,10 +299,8 @@ class _Builder:
             return self.emit("qconv2d", [x], {"weight": w_int, "bias": bias, **attrs}, node, knob)
         axis = node.inputs[0].type.rank - 1 if node.op == "linear" else 2
         attrs = {"weight": w_int.reshape(w_int.shape[0], -1), "bias": bias, "weight_exp": exp, "axis": axis,
-                 "graded": not _binary(node.inputs[0]), "host": kind == "host"}
+                 "graded": not spike_valued(node.inputs[0]), "host": kind == "host"}
         return self.emit("qdense", [x], attrs, node, knob)
-
-    _conv2d = _conv1d = _linear = _weight_op
 
     def _neuron(self, node: Node) -> Value:
         a = node.attrs
@@ -314,8 +309,8 @@ class _Builder:
             raise PassError(f"quantize: {node.describe()} resets {reset}; Lava's LIF resets to 0 (hard reset)")
         scale_in = self.classes.scale(node.inputs[0])
         x = self.value(node.inputs[0])
-        gain_exp = self.plan.gain_exp.get(id(node), 0)
-        knob = ("gain", id(node)) if scale_in.fixed else ("root", scale_in.root)
+        gain_exp = self.plan.gain_exp.get(node, 0)
+        knob = ("gain", node) if scale_in.fixed else ("root", scale_in.root)
         if gain_exp > 0:
             x = self.emit("qgain", [x], {"factor": 2 ** gain_exp}, node, knob)
         s_in = self.scale(node.inputs[0]) * 2 ** gain_exp
@@ -323,39 +318,127 @@ class _Builder:
         vth = math.ceil(exact) - 1
         if vth < 0:
             raise PassError(f"quantize: {node.describe()}: the threshold {a['v_threshold']} is below one integer step")
-        dv = round(4096 / a["tau"]) if node.op == "lif" else 0
-        self.neurons.append(NeuronQuantization(node.module, s_in, 2 ** gain_exp, 4095, dv, vth, exact))
-        return self.emit("qlif", [x], {"du": 4095, "dv": dv, "vth": vth}, node, knob)
-
-    _lif = _if = _neuron
+        dv = round(DECAY_UNITY / a["tau"]) if node.op == "lif" else 0
+        self.neurons.append(NeuronQuantization(node.module, s_in, 2 ** gain_exp, DU_NO_CURRENT_MEMORY, dv, vth, exact))
+        return self.emit("qlif", [x], {"du": DU_NO_CURRENT_MEMORY, "dv": dv, "vth": vth}, node, knob)
 
 
-def quantize_graph(graph: Graph, options: QuantizeOptions = QuantizeOptions()):
-    """Quantize a folded float graph; returns ``(integer_graph, QuantizationReport, RangeReport)``."""
-    from spikec.passes.range_analysis import analyze_ranges
+QUANTIZE_RULES = {
+    "input": _Builder._input,
+    "output": _Builder._output,
+    "mean": _Builder._mean,
+    "conv2d": _Builder._weight_op,
+    "conv1d": _Builder._weight_op,
+    "linear": _Builder._weight_op,
+    "lif": _Builder._neuron,
+    "if": _Builder._neuron,
+}
+"""The float ops quantize rewrites; the ops of both phases are copied as they are (``_Builder._structural``)."""
 
-    classes = solve_scale_classes(graph, options.input_exp)
-    plan = _initial_plan(graph, classes, options)
-    for iteration in range(1, _MAX_ITERATIONS + 1):
-        builder = _Builder(graph, classes, plan, options)
-        integer = builder.build()
-        ranges = analyze_ranges(integer)
-        problems = [p for p in ranges.problems if not (options.allow_saturation and p.saturation)]
-        if not problems:
-            outputs = [builder.scale(v) for v in graph.output_node.inputs]
-            report = QuantizationReport(options.input_exp, tuple(options.input_range), builder.layers,
-                                        builder.neurons, outputs, iteration)
-            return integer, report, ranges
-        for knob in {builder.knob_of.get(id(p.node)) for p in problems}:
-            if knob is None:
-                continue
-            kind, key = knob
-            if kind == "root":
-                plan.root_exp[key] -= 1
-            elif plan.gain_exp.get(key, 0) > 0:
-                plan.gain_exp[key] -= 1
-        if all(builder.knob_of.get(id(p.node)) is None for p in problems):
-            break
-    first = problems[0]
-    raise PassError(f"quantize: {first.node.describe()}: {first.message}; no choice of scales avoids it "
-                    "(pass --allow-saturation to accept saturating neurons)")
+UNQUANTIZABLE = {
+    "batchnorm": "run fold-batchnorm first; compile --explain says why a batch norm was not folded",
+    "scale": "run fold-scales first; compile --explain says why a scale was not folded",
+    "avgpool": "average pooling is not supported yet",
+}
+"""The float ops quantize refuses, with what to do about them."""
+
+
+def unquantizable(op: str) -> str | None:
+    """Why quantize refuses ``op``, or None when it has a rule or is an op of both phases (copied as it is)."""
+    if op in QUANTIZE_RULES or op_traits(op).phase is Phase.BOTH:
+        return None
+    return UNQUANTIZABLE.get(op, "quantize has no rule for it")
+
+
+def _check_quantizable(graph: Graph) -> None:
+    for node in graph.nodes:
+        reason = unquantizable(node.op)
+        if reason is not None:
+            raise PassError(f"quantize: {node.describe()}: {node.op} cannot be quantized ({reason})")
+
+
+def _overflows(ranges: RangeReport, options: QuantizeOptions) -> list:
+    """The range problems ``options`` does not accept (all of them, or all but saturation)."""
+    return [p for p in ranges.problems if not (options.allow_saturation and p.saturation)]
+
+
+def _not_integer(node: Node) -> str | None:
+    """Why ``node`` does not belong in an integer graph, or None when it does."""
+    if Phase.INTEGER not in op_traits(node.op).phase:
+        return f"{node.describe()} is not an op of the integer graph"
+    if node.op == "input":
+        readers = [u for u in node.output.users() if u.op != "quantize"]
+        return f"the model input is read by {readers[0].describe()}, not only by quantize" if readers else None
+    value = next((v for v in node.outputs if not v.type.dtype.startswith("i")), None)
+    if value is not None:
+        return f"{node.describe()} gives {value.type}, not integers"
+    array = next((k for k, a in node.attrs.items() if isinstance(a, np.ndarray) and a.dtype.kind != "i"), None)
+    if array is not None:
+        return f"{node.describe()}: its {array} is a {node.attrs[array].dtype} array, not integers"
+    return None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QuantizeResult(PassResult):
+    """quantize's result: the new integer graph, the scales chosen for it (``report``) and its range analysis
+    (``ranges``), which proves that no message or state of it overflows."""
+
+    report: QuantizationReport
+    ranges: RangeReport
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantize(Transform):
+    """Quantize a folded float graph into a new integer graph with Lava's fixed-point semantics.
+
+    Functional; the math is in the module docstring. Where range analysis finds an overflow, the scale or
+    gain responsible is halved and the graph built again.
+
+    Requires: every op has a rule or is copied (``unquantizable``), so no batch norm or scale is left (the
+    folds' job); scale-classes requires a float graph. Ensures: every op of the result is an integer-phase
+    op, every value but the model inputs is an integer and the inputs feed only ``quantize``, every weight
+    is an integer array, and range analysis of the result finds no overflow (saturation only when
+    ``allow_saturation``)."""
+
+    name = "quantize"
+    in_place = False
+    options: QuantizeOptions = QuantizeOptions()
+
+    def requires(self, graph: Graph) -> None:
+        _check_quantizable(graph)
+
+    def apply(self, graph: Graph, analyses: AnalysisCache) -> QuantizeResult:
+        options = self.options
+        classes = ScaleClassAnalysis(options.input_exp)(graph, analyses)
+        plan = _initial_plan(graph, classes, options)
+        for iteration in range(1, _MAX_ITERATIONS + 1):
+            builder = _Builder(graph, classes, plan, options)
+            integer = builder.build()
+            ranges = RangeAnalysis()(integer)
+            problems = _overflows(ranges, options)
+            if not problems:
+                outputs = [builder.scale(v) for v in graph.output_node.inputs]
+                report = QuantizationReport(options.input_exp, tuple(options.input_range), builder.layers,
+                                            builder.neurons, outputs, iteration)
+                return QuantizeResult(integer, True, report=report, ranges=ranges)
+            for knob in {builder.knob_of.get(p.node) for p in problems}:
+                if knob is None:
+                    continue
+                kind, key = knob
+                if kind == "root":
+                    plan.root_exp[key] -= 1
+                elif plan.gain_exp.get(key, 0) > 0:
+                    plan.gain_exp[key] -= 1
+            if all(builder.knob_of.get(p.node) is None for p in problems):
+                break
+        first = problems[0]
+        raise PassError(f"{first.node.describe()}: {first.message}; no choice of scales avoids it "
+                        "(pass --allow-saturation to accept saturating neurons)")
+
+    def ensures(self, graph: Graph, result: QuantizeResult) -> None:
+        problem = next((p for p in map(_not_integer, result.graph.nodes) if p is not None), None)
+        if problem is not None:
+            raise PassError(problem)
+        overflows = _overflows(result.ranges, self.options)
+        if overflows:
+            raise PassError(f"{overflows[0]}: the quantized graph can overflow")

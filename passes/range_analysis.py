@@ -20,23 +20,32 @@ Checks (each failure names the node):
   threshold before the step); below, ``v >= 64 a_lo · 4096 / dv`` (the fixed point of the decay), or
   ``64 a_lo · T`` for dv = 0. Saturation is reported separately (``--allow-saturation`` accepts it);
 * every other integer value stays within int32 (int64 on the host).
+
+Every op of the integer graph has a rule in ``RANGE_RULES``; a graph with any other op is an error naming it
+(:class:`RangeAnalysis` requires it), and every integer value gets an interval (it ensures that).
+
+The limits and shifts are Lava's, named once in :mod:`spikec.backends.intsim.fixed_point` (the numerics spec: the
+one backend module a pass may import).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
-from spikec.ir import Graph, Node
+from spikec.backends.intsim.fixed_point import (ACTIVATION_SHIFT, DECAY_UNITY, INT32_MIN, MESSAGE_LIMIT, U_EXACT,
+                                                V_MAX, exact_dtype, scaled_threshold, shift_floor)
+from spikec.errors import PassError
+from spikec.ir import Graph, Node, Value
+from spikec.ir.ops import OpCategory, Phase, op_traits
+from spikec.passes.base import Analysis, AnalysisCache
 
-__all__ = ["Interval", "RangeProblem", "RangeReport", "analyze_ranges"]
+__all__ = ["Interval", "RangeProblem", "RangeReport", "RangeAnalysis", "analyze_ranges", "RANGE_RULES"]
 
-INT32 = 2 ** 31
+INT32 = -INT32_MIN  # int32 holds [-INT32, INT32)
 INT64 = 2 ** 63
-WRAP24 = 2 ** 23
-MESSAGE = 2 ** 17
-V_MAX = 2 ** 23 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,12 +69,20 @@ class RangeProblem:
 
 @dataclasses.dataclass
 class RangeReport:
-    intervals: dict[int, Interval]     # keyed by id(Value)
+    intervals: dict[Value, Interval]
     problems: list[RangeProblem]
-    accumulation: dict[int, str]       # weight node -> "float32" | "float64" | "int64": the exact arithmetic
+    accumulation: dict[Node, str]      # weight node -> "float32" | "float64" | "int64": the exact arithmetic
 
-    def of(self, value) -> Interval:
-        return self.intervals[id(value)]
+    def of(self, value: Value) -> Interval:
+        return self.intervals[value]
+
+    def get(self, value: Value) -> Interval | None:
+        """The interval of ``value``, or None for a value without one (a float model input)."""
+        return self.intervals.get(value)
+
+    def accumulation_of(self, node: Node) -> str | None:
+        """The exact arithmetic of a weight node's sums, or None for a node that sums no weights."""
+        return self.accumulation.get(node)
 
 
 def _weighted_sums(weight: np.ndarray, x: Interval, binary: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -80,10 +97,6 @@ def _weighted_sums(weight: np.ndarray, x: Interval, binary: bool) -> tuple[np.nd
     return lo_terms.sum(axis=1), hi_terms.sum(axis=1)
 
 
-def _shift(values: np.ndarray, exp: int) -> np.ndarray:
-    return values << exp if exp >= 0 else values >> -exp
-
-
 def _with_bias(lo: np.ndarray, hi: np.ndarray, bias) -> Interval:
     if bias is not None:
         lo, hi = lo + bias.astype(np.int64), hi + bias.astype(np.int64)
@@ -93,12 +106,12 @@ def _with_bias(lo: np.ndarray, hi: np.ndarray, bias) -> Interval:
 class _Analysis:
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.intervals: dict[int, Interval] = {}
+        self.intervals: dict[Value, Interval] = {}
         self.problems: list[RangeProblem] = []
-        self.accumulation: dict[int, str] = {}
+        self.accumulation: dict[Node, str] = {}
 
-    def get(self, value) -> Interval:
-        return self.intervals[id(value)]
+    def get(self, value: Value) -> Interval:
+        return self.intervals[value]
 
     def need(self, node: Node, ok: bool, message: str, saturation: bool = False) -> None:
         if not ok:
@@ -106,17 +119,25 @@ class _Analysis:
 
     def run(self) -> RangeReport:
         for node in self.graph.nodes:
-            if node.op == "input" and node.output.type.dtype in ("i32", "i64"):
-                limit = INT64 if node.output.type.dtype == "i64" else INT32
-                self.intervals[id(node.output)] = Interval(-limit, limit - 1)  # nothing is known of a raw input
-            if node.op in ("input", "output"):
+            interval = RANGE_RULES[node.op](self, node)
+            if interval is None:
                 continue
-            interval = getattr(self, f"_{node.op}", self._same)(node)
             limit = INT64 if node.output.type.dtype == "i64" else INT32
             self.need(node, -limit <= interval.lo and interval.hi < limit,
                       f"values reach {interval}, beyond {node.output.type.dtype}")
-            self.intervals[id(node.output)] = interval
+            self.intervals[node.output] = interval
         return RangeReport(self.intervals, self.problems, self.accumulation)
+
+    def _input(self, node: Node) -> Interval | None:
+        """Nothing is known of a raw integer input; a float input has no interval (its ``quantize`` has)."""
+        dtype = node.output.type.dtype
+        if dtype not in ("i32", "i64"):
+            return None
+        limit = INT64 if dtype == "i64" else INT32
+        return Interval(-limit, limit - 1)
+
+    def _output(self, node: Node) -> None:
+        return None
 
     def _same(self, node: Node) -> Interval:
         return self.get(node.inputs[0])
@@ -130,9 +151,10 @@ class _Analysis:
 
     def _record_accumulation(self, node: Node, weight: np.ndarray, x: Interval) -> None:
         """Which arithmetic sums this layer exactly: a float type is exact when no partial sum, in any
-        order, can reach its integer limit; that bound is ``Σ |w| · max |x|`` per output."""
+        order, can reach its integer limit (:func:`~spikec.backends.intsim.fixed_point.exact_dtype`); that bound
+        is ``Σ |w| · max |x|`` per output."""
         bound = int(np.abs(weight.astype(np.int64)).sum(axis=1).max(initial=0)) * max(abs(x.lo), abs(x.hi), 1)
-        self.accumulation[id(node)] = "float32" if bound < 2 ** 24 else "float64" if bound < 2 ** 53 else "int64"
+        self.accumulation[node] = exact_dtype(bound).name
 
     def _qdense(self, node: Node) -> Interval:
         a, x = node.attrs, self.get(node.inputs[0])
@@ -141,14 +163,14 @@ class _Analysis:
         if a["graded"] and not a["host"]:
             self.need(node, int(lo.min(initial=0)) > -INT32 and int(hi.max(initial=0)) < INT32,
                       f"the int32 dot product reaches [{lo.min()}, {hi.max()}] and wraps")
-        return _with_bias(_shift(lo, a["weight_exp"]), _shift(hi, a["weight_exp"]), a["bias"])
+        return _with_bias(shift_floor(lo, a["weight_exp"]), shift_floor(hi, a["weight_exp"]), a["bias"])
 
     def _qconv2d(self, node: Node) -> Interval:
         a, x = node.attrs, self.get(node.inputs[0])
         w = a["weight"].reshape(a["weight"].shape[0], -1)
         lo, hi = _weighted_sums(w, x, binary=x.lo >= 0 and x.hi <= 1)
         self._record_accumulation(node, w, x)
-        self.need(node, int(lo.min(initial=0)) >= -WRAP24 and int(hi.max(initial=0)) < WRAP24,
+        self.need(node, int(lo.min(initial=0)) >= -MESSAGE_LIMIT and int(hi.max(initial=0)) < MESSAGE_LIMIT,
                   f"the convolution reaches [{lo.min()}, {hi.max()}] and wraps at 24 bits")
         return _with_bias(lo, hi, a["bias"])
 
@@ -178,16 +200,69 @@ class _Analysis:
 
     def _qlif(self, node: Node) -> Interval:
         a, x = node.attrs, self.get(node.inputs[0])
-        self.need(node, -MESSAGE < x.lo and x.hi < MESSAGE,
+        self.need(node, -U_EXACT < x.lo and x.hi < U_EXACT,
                   f"its input reaches {x}; u = a << 6 wraps at 24 bits unless |a| < 2**17")
-        top = (a["vth"] << 6) + 64 * max(x.hi, 0)
+        top = scaled_threshold(a["vth"]) + (max(x.hi, 0) << ACTIVATION_SHIFT)
         steps = node.inputs[0].type.time
-        bottom = 64 * min(x.lo, 0) * (4096 / a["dv"] if a["dv"] else steps)
+        bottom = (min(x.lo, 0) << ACTIVATION_SHIFT) * (DECAY_UNITY / a["dv"] if a["dv"] else steps)
         self.need(node, top <= V_MAX and bottom >= -V_MAX,
                   f"its membrane can reach [{int(bottom)}, {top}] and saturates at +-(2**23 - 1)", saturation=True)
         return Interval(0, 1)
 
 
+RANGE_RULES: dict[str, Callable[[_Analysis, Node], Interval | None]] = {
+    "input": _Analysis._input,
+    "output": _Analysis._output,
+    "quantize": _Analysis._quantize,
+    "qconv2d": _Analysis._qconv2d,
+    "qdense": _Analysis._qdense,
+    "qgain": _Analysis._qgain,
+    "qlif": _Analysis._qlif,
+    "add": _Analysis._add,
+    "mul": _Analysis._mul,
+    "and_not": _Analysis._and_not,
+    "matmul": _Analysis._matmul,
+    "sum": _Analysis._sum,
+    "maxpool": _Analysis._same,
+    "repeat_time": _Analysis._same,
+    "to_time_major": _Analysis._same,
+    "reshape": _Analysis._same,
+    "transpose": _Analysis._same,
+}
+"""The interval of each op's output (None: it has no integer output), with the checks of the module docstring."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeAnalysis(Analysis):
+    """Bound every integer value of a quantized graph and find the overflows the bounds allow.
+
+    The rules and checks are in the module docstring. An overflow is a finding of the report, not a
+    failure of the pass.
+
+    Requires: every op has an interval rule (``RANGE_RULES``: the integer graph's ops). Ensures: every
+    integer value has an interval, and every integer weight op the arithmetic that sums it exactly."""
+
+    name = "range-analysis"
+
+    def requires(self, graph: Graph) -> None:
+        node = next((n for n in graph.nodes if n.op not in RANGE_RULES), None)
+        if node is not None:
+            raise PassError(f"no interval rule for {node.describe()}: range analysis reads quantized graphs")
+
+    def compute(self, graph: Graph, analyses: AnalysisCache) -> RangeReport:
+        return _Analysis(graph).run()
+
+    def ensures(self, graph: Graph, report: RangeReport) -> None:
+        for node in graph.nodes:
+            if any(v.type.dtype.startswith("i") and report.get(v) is None for v in node.outputs):
+                raise PassError(f"{node.describe()} has an integer value without an interval")
+            traits = op_traits(node.op)
+            weight_op = traits.category is OpCategory.WEIGHT and Phase.INTEGER in traits.phase
+            if weight_op and report.accumulation_of(node) is None:
+                raise PassError(f"{node.describe()} sums weights in no recorded arithmetic")
+
+
 def analyze_ranges(graph: Graph) -> RangeReport:
-    """Intervals of every integer value and the overflows they prove possible (see the module docstring)."""
-    return _Analysis(graph).run()
+    """:class:`RangeAnalysis` of ``graph`` without a cache, for callers that hold no
+    :class:`~spikec.passes.base.AnalysisCache` (the Lava lowering)."""
+    return RangeAnalysis()(graph)

@@ -1,4 +1,5 @@
-"""Scale classes: which integer scale every value of a float graph gets when it is quantized.
+"""scale-classes: which integer scale every value of a float graph gets when it is quantized (an analysis
+quantize runs first).
 
 An integer value stands for a float value times its *scale*: ``x_int ≈ scale * x``. Scales are solved
 symbolically first, as ``ratio * root`` where the root is either ``ONE`` (a fixed unit) or a free scale
@@ -26,13 +27,19 @@ import dataclasses
 from fractions import Fraction
 
 from spikec.errors import PassError
-from spikec.ir import Graph, Node, Value
+from spikec.ir import OPS, Graph, Node, Value
+from spikec.ir.ops import OpCategory, Phase, ops_with
+from spikec.passes.base import Analysis, AnalysisCache
 
-__all__ = ["ONE", "Scale", "ScaleClasses", "solve_scale_classes"]
+__all__ = ["ONE", "Scale", "ScaleClasses", "ScaleClassAnalysis"]
 
 ONE = "ONE"
-_PRODUCTS = ("mul", "matmul", "and_not")
-_SAME = ("transpose", "reshape", "maxpool", "repeat_time", "to_time_major", "sum")
+_NEURONS = ops_with(category=OpCategory.NEURON, phase=Phase.FLOAT)
+_WEIGHT_OPS = ops_with(category=OpCategory.WEIGHT, phase=Phase.FLOAT)
+_PRODUCTS = ops_with(category=OpCategory.PRODUCT, phase=Phase.FLOAT)
+# quantize copies an op of both phases as it is, so one of one input gives on ``s * x`` its float result times
+# ``s``: its output keeps its input's scale (views, max-pool, sum).
+_SAME = frozenset(op for op in ops_with(phase=Phase.BOTH) if OPS[op].num_inputs == 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +59,7 @@ class ScaleClasses:
 
     def __init__(self):
         self.parent: dict[str, tuple[Fraction, str]] = {ONE: (Fraction(1), ONE)}
-        self.of_value: dict[int, Scale] = {}
+        self.of_value: dict[Value, Scale] = {}
 
     def fresh(self, name: str) -> str:
         self.parent[name] = (Fraction(1), name)
@@ -74,7 +81,7 @@ class ScaleClasses:
         a, b = self.resolve(a), self.resolve(b)
         if a.root == b.root:
             if a.ratio != b.ratio:
-                raise PassError(f"quantize: {node.describe()} adds values on different fixed scales "
+                raise PassError(f"{node.describe()} adds values on different fixed scales "
                                 f"({a.ratio} and {b.ratio}); spikec cannot put them on one integer grid")
             return
         if b.root == ONE:
@@ -83,23 +90,23 @@ class ScaleClasses:
         self.parent[b.root] = (a.ratio / b.ratio, a.root)
 
     def scale(self, value: Value) -> Scale:
-        return self.resolve(self.of_value[id(value)])
+        return self.resolve(self.of_value[value])
 
 
 def _node_scale(classes: ScaleClasses, node: Node) -> Scale:
     inputs = [classes.scale(v) for v in node.inputs]
     if node.op == "input":
         raise AssertionError("inputs are seeded by the caller")
-    if node.op in ("lif", "if"):
+    if node.op in _NEURONS:
         return Scale(Fraction(1), ONE)
-    if node.op in ("conv2d", "conv1d", "linear"):
+    if node.op in _WEIGHT_OPS:
         return Scale(Fraction(1), classes.fresh(f"m{len(classes.parent)}"))
     if node.op == "add":
         classes.unify(inputs[0], inputs[1], node)
         return classes.scale(node.inputs[0])
     if node.op in _PRODUCTS:
         if not all(s.fixed for s in inputs):
-            raise PassError(f"quantize: {node.describe()} multiplies an analog value (the output of a weight op); "
+            raise PassError(f"{node.describe()} multiplies an analog value (the output of a weight op); "
                             "spikec quantizes products of spikes and spike counts only")
         return Scale(inputs[0].ratio * inputs[1].ratio, ONE) if node.op != "and_not" else inputs[1]
     if node.op in _SAME:
@@ -109,18 +116,42 @@ def _node_scale(classes: ScaleClasses, node: Node) -> Scale:
         for axis in node.attrs["axes"]:
             count *= node.inputs[0].type.shape[axis]
         return Scale(inputs[0].ratio * count, inputs[0].root)
-    raise PassError(f"quantize: {node.describe()}: {node.op} cannot be quantized "
+    raise PassError(f"{node.describe()}: {node.op} cannot be quantized "
                     "(run fold-batchnorm and fold-scales first; avgpool is not supported yet)")
 
 
-def solve_scale_classes(graph: Graph, input_exp: int) -> ScaleClasses:
-    """The symbolic scale of every value of ``graph`` (a folded float graph)."""
-    classes = ScaleClasses()
-    for node in graph.nodes:
-        if node.op == "output":
-            continue
-        if node.op == "input":
-            classes.of_value[id(node.output)] = Scale(Fraction(2) ** input_exp, ONE)
-            continue
-        classes.of_value[id(node.output)] = _node_scale(classes, node)
-    return classes
+@dataclasses.dataclass(frozen=True)
+class ScaleClassAnalysis(Analysis):
+    """Solve the symbolic scale of every value of a folded float graph.
+
+    The model input is at ``2**input_exp``; the rules are in the module docstring.
+
+    Requires: a float graph (every value f32 or f64: not quantized yet). Ensures: every value has a scale,
+    and the two operands of every ``add`` resolve to one scale (the unification held)."""
+
+    name = "scale-classes"
+    input_exp: int
+
+    def requires(self, graph: Graph) -> None:
+        value = next((v for v in graph.values() if v.type.dtype not in ("f32", "f64")), None)
+        if value is not None:
+            raise PassError(f"{value.producer.describe()} gives {value.type}; scale classes are solved on a float "
+                            "graph (this one is quantized already)")
+
+    def compute(self, graph: Graph, analyses: AnalysisCache) -> ScaleClasses:
+        classes = ScaleClasses()
+        for node in graph.nodes:
+            if node.op == "output":
+                continue
+            if node.op == "input":
+                classes.of_value[node.output] = Scale(Fraction(2) ** self.input_exp, ONE)
+                continue
+            classes.of_value[node.output] = _node_scale(classes, node)
+        return classes
+
+    def ensures(self, graph: Graph, classes: ScaleClasses) -> None:
+        for node in graph.nodes:
+            if any(v not in classes.of_value for v in node.outputs):
+                raise PassError(f"{node.describe()} has a value without a scale")
+            if node.op == "add" and classes.scale(node.inputs[0]) != classes.scale(node.inputs[1]):
+                raise PassError(f"{node.describe()} adds values whose scales were not unified")

@@ -27,15 +27,19 @@ from typing import Callable
 
 from spikec.diagnostics import Finding, Note, Operand
 from spikec.errors import PassError
-from spikec.ir import Graph, Node, Value
-from spikec.passes.value_domains import Domain, DomainMap
+from spikec.ir import OPS, Graph, Node, Value
+from spikec.ir.ops import OpCategory, ops_with
+from spikec.passes.base import Analysis, AnalysisCache
+from spikec.passes.value_domains import Domain, DomainMap, ValueDomains
 
 __all__ = ["SpikeDriven", "checked_operands", "WEIGHT_OPS"]
 
-WEIGHT_OPS = frozenset({"conv1d", "conv2d", "linear", "qconv2d", "qdense"})
-NEURON_OPS = frozenset({"lif", "if", "qlif"})
-VIEW_OPS = frozenset({"reshape", "transpose", "repeat_time", "to_time_major"})
-REAL_SOURCES = WEIGHT_OPS | {"batchnorm", "input"}  # make real values whatever they read
+# Both phases: the check runs on float graphs and on quantized ones.
+WEIGHT_OPS = ops_with(category=OpCategory.WEIGHT)
+NEURON_OPS = ops_with(category=OpCategory.NEURON)
+VIEW_OPS = ops_with(category=OpCategory.VIEW)  # all of them: they move elements, the time encodings too
+# Ops with learned parameters (weight ops, batch norm) and the model input make real values whatever they read.
+REAL_SOURCES = frozenset(op for op, definition in OPS.items() if definition.traits.parameters) | {"input"}
 MAX_NOTES = 4  # longer chains show their first two steps, a count, and the origin
 
 
@@ -230,11 +234,7 @@ def _spike_only(ctx: _Context, node: Node, position: int) -> Finding | None:
 
 
 CHECKS: dict[str, Callable[[_Context, Node, int], Finding | None]] = {
-    "conv1d": _weight_op,
-    "conv2d": _weight_op,
-    "linear": _weight_op,
-    "qconv2d": _weight_op,
-    "qdense": _weight_op,
+    **{op: _weight_op for op in sorted(WEIGHT_OPS)},
     "matmul": _product,
     "mul": _product,
     "maxpool": _spike_only,
@@ -248,23 +248,25 @@ def checked_operands(graph: Graph) -> list[tuple[Node, int]]:
 
 
 @dataclasses.dataclass(frozen=True)
-class SpikeDriven:
-    """Check every op against the spike-driven rules; findings come in graph (execution) order.
+class SpikeDriven(Analysis):
+    """Check every op against the spike-driven rules; the findings come in graph (execution) order.
 
-    Precondition: ``domains`` covers every value of ``graph`` (run :class:`ValueDomains` first).
-    """
+    Requires: what value-domains requires (it reads that analysis of the same graph, from the cache).
+    Ensures: every finding sits at a checked op, at that op's position, in execution order."""
 
-    name: str = "spike-driven"
+    name = "spike-driven"
     strict: bool = False
 
-    def run(self, graph: Graph, domains: DomainMap) -> tuple[Finding, ...]:
-        missing = [v for v in graph.values() if v not in domains]
-        if missing:
-            raise PassError(f"{self.name}: no value domain for the result of {missing[0].producer.describe()}; "
-                            "run value-domains on this graph first")
-        ctx = _Context(graph, domains, self.strict)
-        try:
-            found = [CHECKS[n.op](ctx, n, i) for i, n in enumerate(graph.nodes) if n.op in CHECKS]
-        except Exception as exc:  # a broken rule: name the pass, keep the cause
-            raise PassError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+    def compute(self, graph: Graph, analyses: AnalysisCache) -> tuple[Finding, ...]:
+        ctx = _Context(graph, ValueDomains()(graph, analyses), self.strict)
+        found = [CHECKS[n.op](ctx, n, i) for i, n in enumerate(graph.nodes) if n.op in CHECKS]
         return tuple(f for f in found if f is not None)
+
+    def ensures(self, graph: Graph, findings: tuple[Finding, ...]) -> None:
+        positions = [f.position for f in findings]
+        if positions != sorted(positions):
+            raise PassError("the findings are not in execution order")
+        misplaced = next((f for f in findings if f.op not in CHECKS or graph.nodes[f.position].op != f.op), None)
+        if misplaced is not None:
+            raise PassError(f"a {misplaced.rule} finding on {misplaced.op} is not at a checked {misplaced.op} op "
+                            f"(position {misplaced.position})")

@@ -42,6 +42,8 @@ from typing import Callable, Iterator, Mapping
 
 from spikec.errors import PassError
 from spikec.ir import Graph, Node, Value
+from spikec.ir.ops import OpCategory, op_traits
+from spikec.passes.base import Analysis, AnalysisCache
 
 __all__ = ["Domain", "SPIKE", "REAL", "DOMAIN_RULES", "DomainMap", "ValueDomains"]
 
@@ -216,45 +218,34 @@ class DomainMap(Mapping[Value, Domain]):
 
 
 @dataclasses.dataclass(frozen=True)
-class ValueDomains:
+class ValueDomains(Analysis):
     """Compute the domain of every value (an analysis: the graph is never changed).
 
     Precondition: every op of the graph has a rule. Postconditions: every value has a domain, and
     every neuron output is ``spike``.
     """
 
-    name: str = "value-domains"
+    name = "value-domains"
 
-    def run(self, graph: Graph) -> DomainMap:
-        try:
-            self._check_rules(graph)
-            domains = self._propagate(graph)
-            self._check_result(graph, domains)
-        except PassError:
-            raise
-        except Exception as exc:  # a broken rule: name the pass, keep the cause
-            raise PassError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
-        return domains
-
-    def _check_rules(self, graph: Graph) -> None:
+    def requires(self, graph: Graph) -> None:
         missing = [n for n in graph.nodes if n.op not in DOMAIN_RULES]
         if missing:
-            raise PassError(f"{self.name}: no domain rule for {missing[0].describe()}")
+            raise PassError(f"no domain rule for {missing[0].describe()}")
 
-    def _propagate(self, graph: Graph) -> DomainMap:
+    def compute(self, graph: Graph, analyses: AnalysisCache) -> DomainMap:
         domains: dict[Value, Domain] = {}
         for node in graph.nodes:
             results = DOMAIN_RULES[node.op](node, tuple(domains[v] for v in node.inputs))
             if len(results) != len(node.outputs):
-                raise PassError(f"{self.name}: the {node.op} rule gave {len(results)} domains for "
+                raise PassError(f"the {node.op} rule gave {len(results)} domains for "
                                 f"{len(node.outputs)} outputs at {node.describe()}")
             domains.update(zip(node.outputs, results))
         return DomainMap(domains)
 
-    def _check_result(self, graph: Graph, domains: DomainMap) -> None:
+    def ensures(self, graph: Graph, domains: DomainMap) -> None:
         for node in graph.nodes:
             if any(v not in domains for v in node.outputs):
-                raise PassError(f"{self.name}: {node.describe()} has a value without a domain")
-            if node.op in ("lif", "if", "qlif") and not domains[node.output].is_spike:
-                raise PassError(f"{self.name}: neuron {node.describe()} is not spike-valued")
+                raise PassError(f"{node.describe()} has a value without a domain")
+            if op_traits(node.op).category is OpCategory.NEURON and not domains[node.output].is_spike:
+                raise PassError(f"neuron {node.describe()} is not spike-valued")
 

@@ -13,10 +13,11 @@ from typing import Iterator
 import numpy as np
 
 from spikec.diagnostics import HISTOGRAM_CAP, Observation, Report
-from spikec.errors import InputError
+from spikec.errors import InputError, PassError, VerifyError
 from spikec.ir import Graph, Node
 
-__all__ = ["verify", "verify_graph", "load_data", "compile", "compile_source", "quantize_options", "simulate"]
+__all__ = ["verify", "verify_graph", "check_observations", "load_data", "compile", "compile_source", "quantize_options",
+           "check_resources", "simulate"]
 
 DISTINCT_CAP = 1 << 16  # beyond this many distinct values an operand keeps only min, max and integrality
 
@@ -63,17 +64,28 @@ def compile(model, example_input, *, target: str = "intsim", input_layout: str =
 
 
 def compile_source(source, *, target: str = "intsim", input_exp: int | None = None, input_range=None,
-                   allow_saturation: bool = False, seed: int = 0):
+                   allow_saturation: bool = False, seed: int = 0, callback=None):
     """Load the model a :class:`~spikec.frontends.torch.ModelSource` names, trace it and compile it, as
-    ``spikec compile`` does; returns ``(loaded, compiled)``."""
+    ``spikec compile`` does; returns ``(loaded, compiled)``. ``callback(pass, result)`` runs after every pass
+    of the compile pipeline (:mod:`spikec.passes.manager`), e.g. to print the IR."""
     from spikec.compiler import compile_graph
     from spikec.frontends.torch import trace_source
 
     loaded, traced = trace_source(source, seed)
     options = quantize_options(loaded, input_exp=input_exp, input_range=input_range,
                                allow_saturation=allow_saturation)
-    compiled = compile_graph(traced.graph, loaded.name, loaded.input_shape, loaded.input_layout, target, options)
+    compiled = compile_graph(traced.graph, loaded.name, loaded.input_shape, loaded.input_layout, target, options,
+                             callback)
     return loaded, compiled
+
+
+def check_resources(compiled, strict: bool) -> None:
+    """With ``strict``, refuse a compile whose network exceeds a limit of its target's hardware (the
+    violations its resource report lists): :class:`VerifyError`, exit code 1, nothing written."""
+    resources = getattr(compiled.lowered, "resources", None)
+    if strict and resources and resources["violations"]:
+        raise VerifyError(f"{len(resources['violations'])} {compiled.target} limit(s) exceeded (--strict); "
+                          "nothing written")
 
 
 def simulate(model, x, y=None, *, backends=None, compare: str | None = None, batch_size: int = 64,
@@ -102,11 +114,13 @@ def simulate(model, x, y=None, *, backends=None, compare: str | None = None, bat
 def verify_graph(graph: Graph, *, strict: bool = False, observe: int = 0, data=None, seed: int = 0,
                  data_name: str = "data") -> Report:
     """:func:`verify` on a traced graph (the CLI's entry point)."""
+    from spikec.passes.base import AnalysisCache
     from spikec.passes.spike_driven import SpikeDriven
     from spikec.passes.value_domains import ValueDomains
 
-    domains = ValueDomains().run(graph)
-    findings = SpikeDriven(strict=strict).run(graph, domains)
+    analyses = AnalysisCache()
+    findings = SpikeDriven(strict=strict)(graph, analyses)
+    domains = ValueDomains()(graph, analyses)  # the domains the check read, from the cache
     if not observe and data is None:
         return Report(graph.name, findings, strict)
     if data is None:
@@ -114,6 +128,19 @@ def verify_graph(graph: Graph, *, strict: bool = False, observe: int = 0, data=N
     else:
         count, samples, source = *_data_samples(graph, np.asarray(data), observe), data_name
     return Report(graph.name, findings, strict, _observe(graph, domains, samples), count, source)
+
+
+def check_observations(report: Report) -> None:
+    """Raise when an observed value lies outside its operand's static domain: the static analysis is then
+    wrong, which is spikec's bug (exit 3), not the model's."""
+    if not report.disagreements:
+        return
+    o = report.disagreements[0]
+    subject = f"{o.op} in {o.module}" if o.module else o.op
+    where = f"{o.file}:{o.line}" if o.file else "no source line"
+    raise PassError(f"value-domains: {subject} ({where}) saw values in "
+                    f"[{o.minimum:g}, {o.maximum:g}] outside its static domain {o.static_domain}; this is a bug in "
+                    "spikec's analysis, please report it")
 
 
 def load_data(path: str) -> np.ndarray:

@@ -13,7 +13,7 @@ import click
 from spikec import __version__
 from spikec.cli_common import handle_errors, model_options
 from spikec.cli_numerics import compile_command, simulate_command
-from spikec.errors import InputError, PassError
+from spikec.errors import InputError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="spikec")
@@ -65,17 +65,6 @@ def _emit_report(report, fmt: str) -> None:
     click.echo(json.dumps(report.to_json() if fmt == "json" else report.to_sarif(), indent=1))
 
 
-def _check_observations(report) -> None:
-    if not report.disagreements:
-        return
-    o = report.disagreements[0]
-    subject = f"{o.op} in {o.module}" if o.module else o.op
-    where = f"{o.file}:{o.line}" if o.file else "no source line"
-    raise PassError(f"value-domains: {subject} ({where}) saw values in "
-                    f"[{o.minimum:g}, {o.maximum:g}] outside its static domain {o.static_domain}; this is a bug in "
-                    "spikec's analysis, please report it")
-
-
 @main.command()
 @handle_errors
 @model_options
@@ -106,7 +95,7 @@ def verify(source, spike_driven, strict, fmt, fail_on, exit_zero, observe, data_
           --input-shape 1,3,32,32 --format sarif > spikec.sarif
       spikec verify --spike-driven checkpoint.pt --observe 16 --data inputs.npz
     """
-    from spikec.api import load_data, verify_graph
+    from spikec.api import check_observations, load_data, verify_graph
     from spikec.frontends.torch import trace_source
 
     if not spike_driven:
@@ -116,7 +105,7 @@ def verify(source, spike_driven, strict, fmt, fail_on, exit_zero, observe, data_
     report = verify_graph(traced.graph, strict=strict, observe=observe, data=data, seed=seed,
                           data_name=data_path or "data")
     _emit_report(report, fmt)
-    _check_observations(report)
+    check_observations(report)
     sys.exit(0 if exit_zero else report.exit_code(fail_on))
 
 

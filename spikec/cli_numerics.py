@@ -46,6 +46,38 @@ def _quantize_options(command):
     return command
 
 
+def _list_passes(ctx, param, value):
+    """--passes: print the compile pipeline, one pass a line, and exit. It is eager, so it needs no MODEL."""
+    if not value or ctx.resilient_parsing:
+        return
+    from spikec.passes.manager import standard_pipeline
+
+    for line in standard_pipeline().describe():
+        click.echo(line)
+    ctx.exit(0)
+
+
+def _ir_printer(name: str | None):
+    """The pass callback of --print-ir-after NAME: after each run of pass NAME (of every pass for all), the
+    graph in the IR's text form on stderr. An unknown NAME is refused before the model is traced."""
+    if name is None:
+        return None
+    from spikec.ir import print_graph
+    from spikec.passes.manager import PASSES, standard_pipeline
+
+    names = [p.name for p in standard_pipeline().passes]
+    if name != "all" and name not in names:
+        what = "is not a pass of the compile pipeline" if name in PASSES else "is not the name of a pass"
+        raise InputError(f"--print-ir-after: {name!r} {what}; choose one of {', '.join(names)}, or all")
+
+    def print_ir(transform, result):
+        if name in ("all", transform.name):
+            click.echo(f"// IR after {transform.name}{'' if result.modified else ' (unchanged)'}", err=True)
+            click.echo(print_graph(result.graph), err=True, nl=False)
+
+    return print_ir
+
+
 @click.command("compile")
 @handle_errors
 @model_options
@@ -58,7 +90,13 @@ def _quantize_options(command):
 @click.option("--explain", is_flag=True, help="Say why each fold that did not happen did not.")
 @click.option("--strict", is_flag=True, help="loihi2: fail (exit code 1, nothing written) when the network exceeds "
                                              "a Loihi 2 limit, instead of warning.")
-def compile_command(source, target, out_dir, force, input_exp, input_range, allow_saturation, explain, strict):
+@click.option("--print-ir-after", metavar="PASS|all",
+              help="Print the IR to stderr, in its text form, after every run of the pass PASS (all: of every "
+                   "pass); --passes lists them.")
+@click.option("--passes", is_flag=True, is_eager=True, expose_value=False, callback=_list_passes,
+              help="List the passes of the compile pipeline, one a line, and exit.")
+def compile_command(source, target, out_dir, force, input_exp, input_range, allow_saturation, explain, strict,
+                    print_ir_after):
     """Compile MODEL to integers with Lava's fixed-point rules and write an artifact directory.
 
     The artifact holds manifest.json (scales, ranges, versions, the IR as JSON), model.ir and weights.npz.
@@ -75,14 +113,16 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
       spikec compile examples/digits/checkpoints/spikingformer-cifar.pt --target loihi2 -o out/digits-loihi2
       spikec compile --arch spikformer-dvs -o out/dvs --input-range 0,64
     """
-    from spikec.api import compile_source
+    from spikec.api import check_resources, compile_source
     from spikec.compiler import check_output_dir
 
     check_output_dir(out_dir, force)
     _, compiled = compile_source(source, target=target, input_exp=input_exp, input_range=input_range,
-                                 allow_saturation=allow_saturation)
-    if compiled.lava is not None:
-        _report_resources(compiled.lava.resources, strict)
+                                 allow_saturation=allow_saturation, callback=_ir_printer(print_ir_after))
+    resources = getattr(compiled.lowered, "resources", None)
+    if resources is not None:
+        _report_resources(resources, strict)
+    check_resources(compiled, strict)
     compiled.write(out_dir, force=force)
     q = compiled.quantization
     worst = max(q.layers, key=lambda layer: layer.relative_error) if q.layers else None
@@ -98,18 +138,14 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
 
 
 def _report_resources(resources: dict, strict: bool) -> None:
-    """Say what the network takes of Loihi 2, with the probes' sinks (instrumentation, not the network) apart;
-    warn about every limit exceeded, or fail with --strict."""
-    from spikec.errors import VerifyError
-
+    """Say what the network takes of Loihi 2, with the probes' sinks (instrumentation, not the network) apart,
+    and every limit exceeded (an error with --strict, which :func:`spikec.api.check_resources` enforces)."""
     totals = resources["totals"]
     click.echo(f"loihi2: {totals['neuro_cores']} neuro cores ({totals['chips']} chip(s)), {totals['neurons']} neurons, "
                f"{totals['synapses']} synapses; {totals['neuro_core_processes']} processes on neuro cores, "
                f"{totals['host_processes']} on the embedded/host CPU, {totals['probe_processes']} probes", err=True)
     for line in resources["violations"]:
         click.echo(f"{'error' if strict else 'warning'}: Loihi 2 limit exceeded: {line}", err=True)
-    if strict and resources["violations"]:
-        raise VerifyError(f"{len(resources['violations'])} Loihi 2 limit(s) exceeded (--strict); nothing written")
 
 
 def _load_data(data: str, limit: int | None, layout: str):

@@ -33,22 +33,19 @@ import numpy as np
 
 from spikec import __version__
 from spikec.errors import InputError, IRError
-from spikec.registry import TARGETS as REGISTERED_TARGETS
+from spikec.registry import TARGETS, target as registered_target
 from spikec.ir import Graph, dumps, parse_graph, print_graph, weight_table
-from spikec.passes.base import Skip, run_pipeline
-from spikec.passes.canonicalize import Canonicalize
-from spikec.passes.fold_batchnorm import FoldBatchNorm
-from spikec.passes.fold_scales import FoldScales
-from spikec.passes.quantize import QuantizationReport, QuantizeOptions, quantize_graph
+from spikec.passes.base import Skip
+from spikec.passes.manager import Callback, standard_pipeline
+from spikec.passes.quantize import QuantizationReport, Quantize, QuantizeOptions
 from spikec.passes.range_analysis import RangeReport
 
 __all__ = ["Artifact", "CompiledModel", "compile_graph", "load_artifact", "read_manifest", "check_output_dir",
-           "ARTIFACT_VERSION", "ARTIFACT_FILES", "TARGETS"]
+           "ARTIFACT_VERSION", "ARTIFACT_FILES"]
 
 ARTIFACT_VERSION = 1
-TARGETS = tuple(REGISTERED_TARGETS)
 _FILES = ("manifest.json", "model.ir", "weights.npz")
-ARTIFACT_FILES = (*_FILES, "lava_net.py")   # every file an artifact of any target holds
+ARTIFACT_FILES = (*_FILES, *(f for t in TARGETS.values() for f in t.files))   # what an artifact of any target holds
 
 
 @dataclasses.dataclass
@@ -62,7 +59,7 @@ class CompiledModel:
     ranges: RangeReport | None = None
     float_graph: Graph | None = None     # the folded float graph it was quantized from (not saved)
     skipped: list[Skip] = dataclasses.field(default_factory=list)
-    lava: object | None = None           # --target loihi2: the LavaArtifact (spikec.backends.lava.artifact)
+    lowered: object | None = None        # the target's part of the artifact (loihi2: a LavaArtifact)
 
     @property
     def timesteps(self) -> int:
@@ -76,9 +73,9 @@ class CompiledModel:
         """The files this compile result writes, in memory."""
         arrays = weight_table(self.graph)
         files: dict[str, str] = {}
-        if self.lava is not None:
-            arrays.update(self.lava.arrays)
-            files.update(self.lava.files)
+        if self.lowered is not None:
+            arrays.update(self.lowered.arrays)
+            files.update(self.lowered.files)
         return Artifact(self.manifest_dict(), self.graph, arrays, files)
 
     def write(self, out_dir: str, force: bool = False) -> None:
@@ -89,11 +86,11 @@ class CompiledModel:
         q = self.quantization
         layer_ranges = []
         for node in self.graph.nodes:
-            if node.outputs and id(node.output) in self.ranges.intervals:
-                interval = self.ranges.intervals[id(node.output)]
+            interval = self.ranges.get(node.output) if node.outputs else None
+            if interval is not None:
                 row = {"op": node.op, "module": node.module, "lo": interval.lo, "hi": interval.hi}
-                if id(node) in self.ranges.accumulation:
-                    row["accumulation"] = self.ranges.accumulation[id(node)]
+                if self.ranges.accumulation_of(node) is not None:
+                    row["accumulation"] = self.ranges.accumulation_of(node)
                 layer_ranges.append(row)
         return {
             "format": "spikec.artifact", "version": ARTIFACT_VERSION, "target": self.target, "model": self.name,
@@ -108,7 +105,7 @@ class CompiledModel:
             },
             "ranges": layer_ranges,
             "graph": json.loads(dumps(self.graph)),
-            **(self.lava.manifest() if self.lava is not None else {}),
+            **(self.lowered.manifest() if self.lowered is not None else {}),
         }
 
 @dataclasses.dataclass
@@ -247,18 +244,18 @@ def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 def compile_graph(graph: Graph, name: str, input_shape, input_layout: str, target: str = "intsim",
-                  options: QuantizeOptions = QuantizeOptions()) -> CompiledModel:
-    """Fold, quantize and range-check a traced float graph (which is changed in place by the folds)."""
-    if target not in TARGETS:
-        raise InputError(f"unknown target {target!r}; targets: {', '.join(TARGETS)}")
-    skipped: list[Skip] = []
-    run_pipeline(graph, [FoldBatchNorm(), FoldScales(), Canonicalize()], skipped)
-    integer, report, ranges = quantize_graph(graph, options)
-    compiled = CompiledModel(name, target, tuple(input_shape), input_layout, integer, report, ranges, graph, skipped)
-    if target == "loihi2":
-        from spikec.backends.lava.artifact import lava_artifact
-
-        compiled.lava = lava_artifact(integer, name, ranges)
+                  options: QuantizeOptions = QuantizeOptions(), callback: Callback | None = None) -> CompiledModel:
+    """Fold, quantize and range-check a traced float graph (which is changed in place by the folds) with the
+    compile pipeline (:func:`spikec.passes.manager.standard_pipeline`); ``callback(pass, result)`` runs after
+    every pass run."""
+    lower = registered_target(target).lower
+    run = standard_pipeline(options).run(graph, callback)
+    quantized = run.last(Quantize.name)
+    integer, report, ranges = quantized.graph, quantized.report, quantized.ranges
+    compiled = CompiledModel(name, target, tuple(input_shape), input_layout, integer, report, ranges, graph,
+                             list(run.skipped))
+    if lower is not None:
+        compiled.lowered = lower(integer, name, ranges)
     return compiled
 
 

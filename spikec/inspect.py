@@ -7,14 +7,11 @@ import dataclasses
 import numpy as np
 
 from spikec.ir import Graph, print_graph
+from spikec.ir.ops import op_traits
 
 __all__ = ["Layer", "InspectReport", "layer_table", "parameter_count", "inspect_graph", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
-
-# Learned parameters per op; batch-norm running statistics are buffers, not parameters.
-_PARAMETER_ATTRS = {"conv2d": ("weight", "bias"), "conv1d": ("weight", "bias"), "linear": ("weight", "bias"),
-                    "batchnorm": ("weight", "bias")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +61,7 @@ class InspectReport:
 
 
 def _node_parameters(node) -> list[np.ndarray]:
-    return [node.attrs[a] for a in _PARAMETER_ATTRS.get(node.op, ()) if node.attrs.get(a) is not None]
+    return [node.attrs[a] for a in op_traits(node.op).parameters if node.attrs.get(a) is not None]
 
 
 def parameter_count(graph: Graph) -> int:

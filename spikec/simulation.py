@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from spikec.errors import InputError
+from spikec.ir.ops import OpCategory, Phase, ops_with
 
 __all__ = ["SimulationPlan", "SimulationReport", "simulate", "batch_axis", "check_data_shape", "FORMAT_VERSION"]
 
@@ -325,7 +326,8 @@ def torch_runner(module: torch.nn.Module) -> Callable:
 def float_runner(graph) -> Callable:
     from spikec.backends.float.interpreter import run_float
 
-    neurons = [n for n in graph.nodes if n.op in ("lif", "if")]
+    neuron_ops = ops_with(category=OpCategory.NEURON, phase=Phase.FLOAT)
+    neurons = [n for n in graph.nodes if n.op in neuron_ops]
 
     def run(batch):
         result = run_float(graph, [torch.from_numpy(batch)], keep_values=True)
@@ -336,7 +338,8 @@ def float_runner(graph) -> Callable:
 def intsim_runner(graph, output_scale: float) -> Callable:
     from spikec.backends.intsim.interpreter import run_intsim
 
-    neurons = [n for n in graph.nodes if n.op == "qlif"]
+    neuron_ops = ops_with(category=OpCategory.NEURON, phase=Phase.INTEGER)
+    neurons = [n for n in graph.nodes if n.op in neuron_ops]
 
     def run(batch):
         result = run_intsim(graph, [batch], keep_values=True)

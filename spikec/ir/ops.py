@@ -1,4 +1,8 @@
-"""The op registry: for every op its docstring, attribute schema, arity and shape rule.
+"""The op registry: for every op its docstring, attribute schema, arity, shape rule and traits.
+
+The traits (:class:`OpTraits`) are the one place that says what kind of op an op is: passes and backends
+ask :func:`ops_with` / :func:`op_traits` instead of keeping their own lists of op names, so a new op is
+classified once, here, and every per-op rule table elsewhere covers it or fails naming it.
 
 Axis convention (see :mod:`spikec.ir.types`): axis 0 is time, axis 1 the batch, the rest are sample
 axes. Ops that act per sample (conv, linear, pooling, views) never touch axes 0 and 1.
@@ -11,6 +15,7 @@ declares must be present on its nodes (``none`` for an absent optional one); no 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from typing import Any, Callable, Sequence
 
@@ -19,11 +24,57 @@ import numpy as np
 from spikec.errors import IRError
 from spikec.ir.types import Location, TensorType
 
-__all__ = ["OpDef", "OPS", "op_def", "infer_types", "check_attrs", "ATTR_KINDS"]
+__all__ = ["OpDef", "OpTraits", "OpCategory", "Phase", "OPS", "op_def", "op_traits", "ops_with", "spike_valued",
+           "infer_types", "check_attrs", "ATTR_KINDS"]
 
 ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "tensor")
 
 ShapeRule = Callable[[list[TensorType], dict[str, Any]], list[TensorType]]
+
+
+class OpCategory(enum.Enum):
+    """What kind of computation an op is; every op has exactly one category."""
+
+    BOUNDARY = "boundary"        # the graph's inputs and its output
+    VIEW = "view"                # moves elements without changing them (reshape, transpose, time encodings)
+    WEIGHT = "weight"            # weighted sums over learned weights: the synapses (conv, linear, qconv2d, qdense)
+    NEURON = "neuron"            # stateful over time, fires spikes whatever it reads
+    ELEMENTWISE = "elementwise"  # each output element from the same element of its input(s) and constants
+    PRODUCT = "product"          # multiplies two dynamic values, elementwise or as matrices
+    POOL = "pool"                # a reduction over windows of the last two axes
+    REDUCTION = "reduction"      # a reduction over whole axes
+
+
+class Phase(enum.Flag):
+    """The graphs an op appears in: the traced float graph, the integer graph quantize makes, or both.
+    An op of both phases computes the same on integers as on floats, so quantize copies it as it is."""
+
+    FLOAT = 1
+    INTEGER = 2
+    BOTH = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class OpTraits:
+    """What kind of op an op is, for the passes and backends that treat ops by kind.
+
+    * ``category``: see :class:`OpCategory`.
+    * ``phase``: see :class:`Phase`.
+    * ``preserves_spikes``: the output is 0/1 whenever every input is, because the op moves, selects or
+      multiplies its inputs' elements (views, max-pool, ``mul``, ``and_not``). A neuron's output is 0/1
+      whatever it reads; its category says so.
+    * ``per_step``: output step ``t`` is computed from input step ``t`` alone, for every attribute value.
+      It tells the views that keep the time axis (``reshape``, ``transpose``) from those that make it
+      (``repeat_time``, ``to_time_major``); neurons carry state over time and reductions may sum over it.
+    * ``parameters``: the attributes holding the model's learned parameters (weights and biases; batch
+      norm's running statistics are buffers, not parameters).
+    """
+
+    category: OpCategory
+    phase: Phase
+    preserves_spikes: bool = False
+    per_step: bool = False
+    parameters: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,22 +87,28 @@ class OpDef:
     num_inputs: int | None
     attrs: dict[str, str]
     infer: ShapeRule | None
+    traits: OpTraits
 
     def __post_init__(self):
         for attr, kind in self.attrs.items():
             if kind.rstrip("?") not in ATTR_KINDS:
                 raise ValueError(f"op {self.name}: attribute {attr} has unknown kind {kind!r}")
+        if not isinstance(self.traits, OpTraits):
+            raise ValueError(f"op {self.name}: needs its OpTraits, got {self.traits!r}")
+        unknown = [p for p in self.traits.parameters if p not in self.attrs]
+        if unknown:
+            raise ValueError(f"op {self.name}: parameters {unknown} are not attributes of the op")
 
 
 OPS: dict[str, OpDef] = {}
 
 
-def _register(name: str, num_inputs: int | None, attrs: dict[str, str]):
+def _register(name: str, num_inputs: int | None, attrs: dict[str, str], traits: OpTraits):
     def wrap(rule):
         if name in OPS:
             raise ValueError(f"op {name} registered twice")
         doc = (rule.__doc__ or "").strip()
-        OPS[name] = OpDef(name, doc, num_inputs, attrs, None if name == "input" else rule)
+        OPS[name] = OpDef(name, doc, num_inputs, attrs, None if name == "input" else rule, traits)
         return rule
 
     return wrap
@@ -61,6 +118,34 @@ def op_def(name: str) -> OpDef:
     if name not in OPS:
         raise IRError(f"unknown op {name!r}")
     return OPS[name]
+
+
+def op_traits(name: str) -> OpTraits:
+    return op_def(name).traits
+
+
+def ops_with(category: OpCategory | None = None, phase: Phase | None = None, preserves_spikes: bool | None = None,
+             per_step: bool | None = None) -> frozenset[str]:
+    """The registered ops whose traits match every criterion given. ``phase`` matches the ops that appear
+    in that phase: ``Phase.FLOAT`` gives the float-only ops and those of both phases."""
+    def matches(t: OpTraits) -> bool:
+        return ((category is None or t.category is category) and (phase is None or phase in t.phase)
+                and (preserves_spikes is None or t.preserves_spikes == preserves_spikes)
+                and (per_step is None or t.per_step == per_step))
+
+    return frozenset(name for name, definition in OPS.items() if matches(definition.traits))
+
+
+def spike_valued(value) -> bool:
+    """Whether every element of ``value`` (a :class:`spikec.ir.Value`) is 0 or 1 by construction: a
+    neuron's output, or what an op that preserves spikes makes of such values. It needs no analysis, so
+    quantize and the Lava lowering use it to tell binary synapse input from graded; the value-domain
+    analysis (docs/design.md, §4) finds more, e.g. a mean over one element."""
+    node = value.producer
+    traits = op_traits(node.op)
+    if traits.category is OpCategory.NEURON:
+        return True
+    return traits.preserves_spikes and all(spike_valued(v) for v in node.inputs)
 
 
 def _kind_matches(kind: str, value: Any) -> bool:
@@ -158,14 +243,14 @@ def _sample_axis(t: TensorType, axis: int, what: str) -> None:
 # ---------------------------------------------------------------- graph boundary
 
 
-@_register("input", 0, {"name": "str", "layout": "str"})
+@_register("input", 0, {"name": "str", "layout": "str"}, OpTraits(OpCategory.BOUNDARY, Phase.BOTH))
 def _input(types, attrs):
     """A model input. ``layout`` tells how the PyTorch tensor maps onto the IR value: ``"B"`` means
     the tensor is ``[B, ...]`` and the IR value ``[1, B, ...]`` (a time axis of length 1, before direct
     encoding); ``"TB"`` means the tensor already is ``[T, B, ...]``."""
 
 
-@_register("output", None, {"layouts": "ints"})
+@_register("output", None, {"layouts": "ints"}, OpTraits(OpCategory.BOUNDARY, Phase.BOTH))
 def _output(types, attrs):
     """The model's outputs, in order. ``layouts[i]`` is 1 when output ``i`` is returned to PyTorch with
     its time axis (``[T, B, ...]``), 0 when the length-1 time axis is dropped (``[B, ...]``)."""
@@ -180,7 +265,7 @@ def _output(types, attrs):
 # ---------------------------------------------------------------- time
 
 
-@_register("repeat_time", 1, {"T": "int"})
+@_register("repeat_time", 1, {"T": "int"}, OpTraits(OpCategory.VIEW, Phase.BOTH, preserves_spikes=True))
 def _repeat_time(types, attrs):
     """Direct encoding: repeat a ``[1, B, ...]`` value over ``T`` time steps, ``y[t] = x[0]``."""
     (x,) = types
@@ -189,7 +274,7 @@ def _repeat_time(types, attrs):
     return [x.with_shape((attrs["T"], *x.shape[1:]))]
 
 
-@_register("to_time_major", 1, {})
+@_register("to_time_major", 1, {}, OpTraits(OpCategory.VIEW, Phase.BOTH, preserves_spikes=True))
 def _to_time_major(types, attrs):
     """Move a time axis that the input carries after the batch (``[1, B, T, ...]``, e.g. event frames
     given as ``[B, T, C, H, W]``) to the front: ``y[t, b, ...] = x[0, b, t, ...]``."""
@@ -230,21 +315,24 @@ _CONV_ATTRS = {"weight": "tensor", "bias": "tensor?", "stride": "ints", "padding
                "dilation": "ints", "groups": "int"}
 
 
-@_register("conv2d", 1, _CONV_ATTRS)
+@_register("conv2d", 1, _CONV_ATTRS,
+           OpTraits(OpCategory.WEIGHT, Phase.FLOAT, per_step=True, parameters=("weight", "bias")))
 def _conv2d(types, attrs):
     """2-D cross-correlation per time step and sample, as ``torch.nn.functional.conv2d``:
     ``[T, B, Cin, H, W] -> [T, B, Cout, H', W']`` with ``weight [Cout, Cin/groups, kh, kw]``."""
     return _conv(types, attrs, 2)
 
 
-@_register("conv1d", 1, _CONV_ATTRS)
+@_register("conv1d", 1, _CONV_ATTRS,
+           OpTraits(OpCategory.WEIGHT, Phase.FLOAT, per_step=True, parameters=("weight", "bias")))
 def _conv1d(types, attrs):
     """1-D cross-correlation per time step and sample, as ``torch.nn.functional.conv1d``:
     ``[T, B, Cin, L] -> [T, B, Cout, L']`` with ``weight [Cout, Cin/groups, k]``."""
     return _conv(types, attrs, 1)
 
 
-@_register("linear", 1, {"weight": "tensor", "bias": "tensor?"})
+@_register("linear", 1, {"weight": "tensor", "bias": "tensor?"},
+           OpTraits(OpCategory.WEIGHT, Phase.FLOAT, per_step=True, parameters=("weight", "bias")))
 def _linear(types, attrs):
     """``y = x @ weight.T + bias`` over the last axis: ``[..., in] -> [..., out]``, weight ``[out, in]``."""
     (x,) = types
@@ -257,7 +345,8 @@ def _linear(types, attrs):
 
 
 @_register("batchnorm", 1, {"weight": "tensor?", "bias": "tensor?", "running_mean": "tensor",
-                            "running_var": "tensor", "eps": "float", "axis": "int"})
+                            "running_var": "tensor", "eps": "float", "axis": "int"},
+           OpTraits(OpCategory.ELEMENTWISE, Phase.FLOAT, per_step=True, parameters=("weight", "bias")))
 def _batchnorm(types, attrs):
     """Inference batch norm along channel ``axis`` (an IR axis >= 2):
     ``y = (x - running_mean) / sqrt(running_var + eps) * weight + bias`` (weight 1, bias 0 when none)."""
@@ -282,7 +371,8 @@ def _check_neuron(attrs) -> None:
     _need(reset is None or math.isfinite(reset), f"v_reset must be finite or none, got {reset}")
 
 
-@_register("lif", 1, {"tau": "float", "v_threshold": "float", "v_reset": "float?", "decay_input": "bool"})
+@_register("lif", 1, {"tau": "float", "v_threshold": "float", "v_reset": "float?", "decay_input": "bool"},
+           OpTraits(OpCategory.NEURON, Phase.FLOAT))
 def _lif(types, attrs):
     """Leaky integrate-and-fire neurons, one per element, run over the time axis (spikingjelly's
     MultiStepLIFNode; the exact float update is in :mod:`spikec.nn`)::
@@ -298,7 +388,7 @@ def _lif(types, attrs):
     return [x]
 
 
-@_register("if", 1, {"v_threshold": "float", "v_reset": "float?"})
+@_register("if", 1, {"v_threshold": "float", "v_reset": "float?"}, OpTraits(OpCategory.NEURON, Phase.FLOAT))
 def _if(types, attrs):
     """Integrate-and-fire neurons (no leak): ``H[t] = V[t-1] + X[t]``; fire and reset as ``lif``."""
     _check_neuron(attrs)
@@ -308,33 +398,33 @@ def _if(types, attrs):
 # ---------------------------------------------------------------- elementwise
 
 
-@_register("add", 2, {})
+@_register("add", 2, {}, OpTraits(OpCategory.ELEMENTWISE, Phase.BOTH, per_step=True))
 def _add(types, attrs):
     """Elementwise ``a + b`` with broadcasting (a residual connection)."""
     return [_broadcast(*types)]
 
 
-@_register("mul", 2, {})
+@_register("mul", 2, {}, OpTraits(OpCategory.PRODUCT, Phase.BOTH, preserves_spikes=True, per_step=True))
 def _mul(types, attrs):
     """Elementwise ``a * b`` of two dynamic values with broadcasting (e.g. SDSA's ``k * v``)."""
     return [_broadcast(*types)]
 
 
-@_register("and_not", 2, {})
+@_register("and_not", 2, {}, OpTraits(OpCategory.PRODUCT, Phase.BOTH, preserves_spikes=True, per_step=True))
 def _and_not(types, attrs):
     """SEW-IAND ``(NOT a) AND s`` on spikes, computed as ``(1 - a) * s``; ``a`` is the block output,
     ``s`` the shortcut."""
     return [_broadcast(*types)]
 
 
-@_register("scale", 1, {"factor": "float"})
+@_register("scale", 1, {"factor": "float"}, OpTraits(OpCategory.ELEMENTWISE, Phase.FLOAT, per_step=True))
 def _scale(types, attrs):
     """Multiply by a constant: ``y = x * factor`` (e.g. the attention scale 0.125)."""
     _need(math.isfinite(attrs["factor"]), f"factor must be finite, got {attrs['factor']}")
     return [types[0]]
 
 
-@_register("matmul", 2, {})
+@_register("matmul", 2, {}, OpTraits(OpCategory.PRODUCT, Phase.BOTH, per_step=True))
 def _matmul(types, attrs):
     """Product of two dynamic values over their last two axes, leading axes broadcast:
     ``[..., n, k] @ [..., k, m] -> [..., n, m]`` (attention's ``q @ k^T`` and ``attn @ v``)."""
@@ -365,7 +455,8 @@ def _pool(types, attrs):
 
 
 @_register("maxpool", 1, {"kernel": "ints", "stride": "ints", "padding": "ints", "dilation": "ints",
-                          "ceil_mode": "bool"})
+                          "ceil_mode": "bool"},
+           OpTraits(OpCategory.POOL, Phase.BOTH, preserves_spikes=True, per_step=True))
 def _maxpool(types, attrs):
     """Max over ``kernel`` windows of the last two axes, as ``torch.nn.functional.max_pool2d``
     (padding is -inf). Of spikes it is an OR, still a spike."""
@@ -374,7 +465,8 @@ def _maxpool(types, attrs):
 
 
 @_register("avgpool", 1, {"kernel": "ints", "stride": "ints", "padding": "ints", "ceil_mode": "bool",
-                          "count_include_pad": "bool", "divisor": "int?"})
+                          "count_include_pad": "bool", "divisor": "int?"},
+           OpTraits(OpCategory.POOL, Phase.FLOAT, per_step=True))
 def _avgpool(types, attrs):
     """Mean over ``kernel`` windows of the last two axes, as ``torch.nn.functional.avg_pool2d``
     (``divisor`` overrides the window size when given)."""
@@ -398,14 +490,14 @@ def _reduce(types, attrs):
     return [x.with_shape(shape)]
 
 
-@_register("mean", 1, {"axes": "ints", "keepdim": "bool"})
+@_register("mean", 1, {"axes": "ints", "keepdim": "bool"}, OpTraits(OpCategory.REDUCTION, Phase.FLOAT))
 def _mean(types, attrs):
     """Mean over ``axes``. Averaging over time (axis 0) keeps a time axis of length 1; other axes are
     dropped unless ``keepdim``. The batch axis cannot be reduced."""
     return _reduce(types, attrs)
 
 
-@_register("sum", 1, {"axes": "ints", "keepdim": "bool"})
+@_register("sum", 1, {"axes": "ints", "keepdim": "bool"}, OpTraits(OpCategory.REDUCTION, Phase.BOTH))
 def _sum(types, attrs):
     """Sum over ``axes``, with the axis rules of ``mean`` (e.g. SDSA's column sum of ``k * v``)."""
     return _reduce(types, attrs)
@@ -414,7 +506,7 @@ def _sum(types, attrs):
 # ---------------------------------------------------------------- views
 
 
-@_register("reshape", 1, {"shape": "ints"})
+@_register("reshape", 1, {"shape": "ints"}, OpTraits(OpCategory.VIEW, Phase.BOTH, preserves_spikes=True, per_step=True))
 def _reshape(types, attrs):
     """Reshape the sample axes (row-major), keeping T and B: ``[T, B, *a] -> [T, B, *shape]``.
     Flatten, unsqueeze and squeeze of sample axes are reshapes."""
@@ -426,7 +518,8 @@ def _reshape(types, attrs):
     return [x.with_shape((x.time, x.batch, *shape))]
 
 
-@_register("transpose", 1, {"perm": "ints"})
+@_register("transpose", 1, {"perm": "ints"},
+           OpTraits(OpCategory.VIEW, Phase.BOTH, preserves_spikes=True, per_step=True))
 def _transpose(types, attrs):
     """Permute axes: ``y.shape[i] = x.shape[perm[i]]``. ``perm`` keeps axes 0 and 1 (time, batch)."""
     (x,) = types
@@ -447,7 +540,8 @@ def _integer_input(x: TensorType, op: str) -> None:
     _need(x.dtype in ("i32", "i64"), f"{op} takes an integer value, got {x}")
 
 
-@_register("quantize", 1, {"exp": "int", "lo": "int", "hi": "int"})
+@_register("quantize", 1, {"exp": "int", "lo": "int", "hi": "int"},
+           OpTraits(OpCategory.ELEMENTWISE, Phase.INTEGER, per_step=True))
 def _quantize(types, attrs):
     """Analog input to integers (graded spikes): ``y = clip(floor(x * 2**exp + 0.5), lo, hi)`` as i32."""
     (x,) = types
@@ -457,7 +551,8 @@ def _quantize(types, attrs):
 
 
 @_register("qconv2d", 1, {"weight": "tensor", "bias": "tensor?", "stride": "ints", "padding": "ints",
-                          "dilation": "ints", "groups": "int"})
+                          "dilation": "ints", "groups": "int"},
+           OpTraits(OpCategory.WEIGHT, Phase.INTEGER, per_step=True, parameters=("weight", "bias")))
 def _qconv2d(types, attrs):
     """Integer 2-D convolution with Lava Conv semantics: ``y = wrap24(conv(x, weight)) + bias`` per time step,
     weights already Lava's integers (Lava's Conv has no weight exponent); ``bias`` (i32 per output
@@ -470,7 +565,8 @@ def _qconv2d(types, attrs):
 
 
 @_register("qdense", 1, {"weight": "tensor", "bias": "tensor?", "weight_exp": "int", "axis": "int",
-                         "graded": "bool", "host": "bool"})
+                         "graded": "bool", "host": "bool"},
+           OpTraits(OpCategory.WEIGHT, Phase.INTEGER, per_step=True, parameters=("weight", "bias")))
 def _qdense(types, attrs):
     """Integer dense synapses along ``axis`` (the last axis for a linear, the channel axis for a 1x1 conv),
     ``weight [out, in]`` integers. On chip (``host`` false) it is Lava's Dense: binary input sums weight
@@ -490,7 +586,7 @@ def _qdense(types, attrs):
     return [TensorType(tuple(shape), "i64" if attrs["host"] else "i32")]
 
 
-@_register("qlif", 1, {"du": "int", "dv": "int", "vth": "int"})
+@_register("qlif", 1, {"du": "int", "dv": "int", "vth": "int"}, OpTraits(OpCategory.NEURON, Phase.INTEGER))
 def _qlif(types, attrs):
     """Lava's LIF (``PyLifModelBitAcc``) on the i32 input ``a`` (the sum of its synapses' messages), per step::
 
@@ -506,7 +602,7 @@ def _qlif(types, attrs):
     return [x]
 
 
-@_register("qgain", 1, {"factor": "int"})
+@_register("qgain", 1, {"factor": "int"}, OpTraits(OpCategory.ELEMENTWISE, Phase.INTEGER, per_step=True))
 def _qgain(types, attrs):
     """Multiply an integer value by an integer constant, ``y = x * factor`` in int32: the gain quantization
     puts on integer counts (e.g. spike-matmul outputs) before a neuron, so that its threshold lands

@@ -13,6 +13,7 @@ from spikec.frontends.torch import trace_module
 from spikec.ir import print_graph
 from spikec.passes.canonicalize import Canonicalize
 from spikec.passes.fold_batchnorm import FoldBatchNorm
+from spikec.passes.manager import PassManager
 
 BEFORE = """\
 graph @g {
@@ -44,12 +45,12 @@ def test_folds_through_transposes_and_explains_what_it_leaves():
     graph = graph_from_text(BEFORE)
     x = torch.randn(2, 4, 3, 4)
     before = run_float(graph, [x]).outputs[0]
-    skipped = []
-    assert FoldBatchNorm()(graph, skipped)
-    Canonicalize()(graph)
+    result = FoldBatchNorm()(graph)
+    assert result.modified and result.graph is graph
+    PassManager([Canonicalize()]).run(graph)
     assert print_graph(graph) == AFTER
     torch.testing.assert_close(run_float(graph, [x]).outputs[0], before, rtol=0, atol=1e-5)
-    assert [str(s) for s in skipped] == ["batchnorm in bn2 (m.py:4): batch norm not folded: its input comes from "
+    assert [str(s) for s in result.skipped] == ["batchnorm in bn2 (m.py:4): batch norm not folded: its input comes from "
                                          "add, not a conv or linear"]
 
 
@@ -68,7 +69,5 @@ def test_every_zoo_batchnorm_folds_and_the_function_is_kept(zoo_arch):
     model, x = small_model(zoo_arch), small_input(zoo_arch)
     graph = trace_module(model, x).graph
     before = run_float(graph, [x]).outputs[0]
-    skipped = []
-    FoldBatchNorm()(graph, skipped)
-    assert not skipped and not any(n.op == "batchnorm" for n in graph.nodes)
+    assert not FoldBatchNorm()(graph).skipped and not any(n.op == "batchnorm" for n in graph.nodes)
     torch.testing.assert_close(run_float(graph, [x]).outputs[0], before, rtol=0, atol=1e-5)

@@ -47,20 +47,18 @@ def test_attention_scale_becomes_a_threshold():
     x = torch.rand(2, 3, 2, 4, 3) * 4
     before = run_float(graph, [x], keep_values=True)
     spikes_before = before.of(graph.nodes[6])
-    skipped = []
-    assert FoldScales()(graph, skipped)
+    result = FoldScales()(graph)
+    assert result.modified
     assert print_graph(graph) == AFTER
     after = run_float(graph, [x], keep_values=True)
     assert torch.equal(after.of(graph.nodes[5]), spikes_before)
     assert torch.equal(after.outputs[0], before.outputs[0])
-    assert [s.reason for s in skipped] == ["scale not folded: add does not commute with a scale"]
+    assert [s.reason for s in result.skipped] == ["scale not folded: add does not commute with a scale"]
 
 
 def test_negative_scale_stays_before_a_neuron():
     graph = graph_from_text(BEFORE.replace("factor = 0.125", "factor = -0.125"))
-    skipped = []
-    FoldScales()(graph, skipped)
-    assert any("cannot absorb a non-positive scale" in s.reason for s in skipped)
+    assert any("cannot absorb a non-positive scale" in s.reason for s in FoldScales()(graph).skipped)
 
 
 def test_zoo_scales_fold_without_changing_any_spike(zoo_arch):

@@ -15,7 +15,7 @@ from spikec.backends.float.interpreter import run_float
 from spikec.backends.intsim.interpreter import run_intsim
 from spikec.errors import PassError
 from spikec.ir import Graph, TensorType, print_graph
-from spikec.passes.quantize import QuantizeOptions, _quantize_weights, quantize_graph
+from spikec.passes.quantize import Quantize, QuantizeOptions, _quantize_weights
 
 
 def _neuron_graph(T: int, shape, tau: float, vth: float) -> Graph:
@@ -32,8 +32,8 @@ def _neuron_graph(T: int, shape, tau: float, vth: float) -> Graph:
 def test_integer_fed_neuron_fires_exactly_like_pytorch(T, tau, vth, seed):
     counts = np.random.default_rng(seed).integers(0, 12, size=(T, 3, 32)).astype(np.float32)
     graph = _neuron_graph(T, (3, 32), tau, vth)
-    integer, report, _ = quantize_graph(graph, QuantizeOptions(input_exp=0, input_range=(0.0, 15.0)))
-    (neuron,) = report.neurons
+    result = Quantize(QuantizeOptions(input_exp=0, input_range=(0.0, 15.0)))(graph)
+    integer, (neuron,) = result.graph, result.report.neurons
     assert neuron.vth == np.ceil(neuron.threshold_exact) - 1
     expected = run_float(graph, [torch.from_numpy(counts)]).outputs[0].numpy()
     assert np.array_equal(run_intsim(integer, [counts]).outputs[0], expected)
@@ -90,8 +90,9 @@ graph @ms {
 
 def test_residual_fan_in_shares_one_scale_and_the_readout_runs_on_the_host():
     graph = graph_from_text(RESIDUAL)
-    integer, report, ranges = quantize_graph(graph)
-    assert print_graph(integer) == RESIDUAL_INTEGER
+    result = Quantize()(graph)
+    integer, report, ranges = result.graph, result.report, result.ranges
+    assert result.graph is not graph and print_graph(integer) == RESIDUAL_INTEGER
     by_module = {layer.module: layer for layer in report.layers}
     assert by_module["a"].scale_out == by_module["b"].scale_out  # both feed n2 through the add
     assert by_module["head"].kind == "host"
@@ -105,11 +106,11 @@ def test_residual_fan_in_shares_one_scale_and_the_readout_runs_on_the_host():
 @pytest.mark.parametrize("edit, message", [
     (("v_reset = 0.0, decay_input = true} : f32[2,2,4] loc(\"n1\"", "v_reset = none, decay_input = true} : "
       "f32[2,2,4] loc(\"n1\""), "quantize: lif in n1 \\(m.py:2\\) resets soft \\(v_reset=None\\); Lava's LIF resets to 0"),
-    (("%6 = add(%3, %5)", "%6 = mul(%3, %5)"), "quantize: mul multiplies an analog value"),
+    (("%6 = add(%3, %5)", "%6 = mul(%3, %5)"), "quantize: scale-classes: mul multiplies an analog value"),
     (("%5 = linear(%4)", "%5 = linear(%3)"), "quantize: linear in b \\(m.py:3\\) reads the analog output of another "
                                              "weight op"),
 ])
 def test_what_lava_cannot_do_is_named(edit, message):
     graph = graph_from_text(RESIDUAL.replace(*edit))
     with pytest.raises(PassError, match=message):
-        quantize_graph(graph)
+        Quantize()(graph)

@@ -10,7 +10,7 @@ from helpers import graph_from_text
 from spikec.backends.intsim.interpreter import run_intsim
 from spikec.compiler import compile_graph
 from spikec.frontends.torch import trace_module
-from spikec.passes.range_analysis import analyze_ranges
+from spikec.passes.range_analysis import RangeAnalysis
 
 
 def test_intervals_contain_every_observed_value(zoo_arch):
@@ -35,7 +35,7 @@ graph @big {
 
 def test_overflowing_messages_are_named():
     graph = graph_from_text(OVERFLOW, w=np.full((4, 300), 254, dtype=np.int32))
-    report = analyze_ranges(graph)
+    report = RangeAnalysis()(graph)
     problems = [str(p) for p in report.problems]
     assert problems[0] == ("qlif in lif (m.py:4): its input reaches [0, 9753600]; u = a << 6 wraps at 24 bits "
                            "unless |a| < 2**17")

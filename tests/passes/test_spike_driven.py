@@ -26,7 +26,9 @@ from spikec.frontends.torch import trace_module
 from spikec.models import build_model, default_input_shape, zoo_names
 from spikec.nn import MultiStepLIF
 from spikec.passes.spike_driven import SpikeDriven, checked_operands
-from spikec.passes.value_domains import DomainMap, ValueDomains
+from spikec.passes import value_domains
+from spikec.passes.base import AnalysisCache
+from spikec.passes.value_domains import ValueDomains
 
 sys.path.insert(0, str(Path(__file__).parent))
 from verify_models import IntProducts, PooledSpikes  # noqa: E402
@@ -101,7 +103,7 @@ def test_spikingformer_passes_with_only_notes(name):
 def test_spikingformer_attention_has_one_spike_operand(name):
     """(QK^T)V and Q(K^T V) multiply an integer by spikes: select-and-accumulate, accepted."""
     graph = traced(name)
-    domains = ValueDomains().run(graph)
+    domains = ValueDomains()(graph)
     products = [[domains[v] for v in n.inputs] for n in graph.nodes if n.op == "matmul"]
     assert any(not a.is_spike or not b.is_spike for a, b in products)
     assert all(a.is_spike or b.is_spike for a, b in products)
@@ -159,10 +161,15 @@ def test_long_note_chains_are_shortened():
     assert len(chain) == 4 and chain[2].message.startswith("... ") and chain[3].op == "batchnorm"
 
 
-def test_check_needs_the_domains():
+def test_check_reads_the_domains_from_the_cache_and_names_their_failure(monkeypatch):
     graph = traced("spikformer-cifar")
-    with pytest.raises(PassError, match="spike-driven: no value domain for the result of input; run value-domains"):
-        SpikeDriven().run(graph, DomainMap({}))
+    analyses = AnalysisCache()
+    domains = ValueDomains()(graph, analyses)
+    assert SpikeDriven()(graph, analyses) == SpikeDriven()(graph)
+    assert ValueDomains()(graph, analyses) is domains
+    monkeypatch.delitem(value_domains.DOMAIN_RULES, "maxpool")
+    with pytest.raises(PassError, match=r"^spike-driven: value-domains: no domain rule for maxpool in patch_embed"):
+        SpikeDriven()(graph)
 
 
 # ---------------------------------------------------------------- golden text

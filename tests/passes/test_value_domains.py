@@ -143,7 +143,7 @@ def test_spikformer_sew_ranges_are_exact(name, proj, fc1):
     """Block l reads int[0, 2 + 2l] at q/k/v and int[0, 3 + 2l] at fc1: the SPS add gives int[0, 2], and each
     SEW residual add adds one more spike tensor."""
     graph = _trace(name, depth=3, embed_dim=32, num_heads=2, T=2, img_size=16 if "cifar" in name else 32)
-    domains = ValueDomains().run(graph)
+    domains = ValueDomains()(graph)
     sps_add = next(n for n in graph.nodes if n.op == "add" and n.module == "patch_embed")
     assert domains[sps_add.output] == Domain(0, 2)
     for block in range(3):
@@ -155,7 +155,7 @@ def test_spikformer_sew_ranges_are_exact(name, proj, fc1):
 def test_analysis_leaves_the_graph_alone():
     graph = _trace("spikingformer-cifar", depth=1, embed_dim=32, num_heads=2, T=2, img_size=16)
     before = print_graph(graph)
-    domains = ValueDomains().run(graph)
+    domains = ValueDomains()(graph)
     assert print_graph(graph) == before
     assert set(domains) == set(graph.values())
     assert all(domains[n.output].is_spike for n in graph.nodes if n.op == "lif")
@@ -166,7 +166,7 @@ def test_missing_rule_is_a_pass_error_naming_the_node(monkeypatch):
     monkeypatch.delitem(value_domains.DOMAIN_RULES, "maxpool")
     with pytest.raises(PassError, match=r"value-domains: no domain rule for maxpool in patch_embed.maxpool2 "
                                         r"\(spikec/models/spikformer.py:\d+\)"):
-        ValueDomains().run(graph)
+        ValueDomains()(graph)
 
 
 def test_broken_rule_is_reraised_with_the_pass_name(monkeypatch):
@@ -174,7 +174,7 @@ def test_broken_rule_is_reraised_with_the_pass_name(monkeypatch):
     monkeypatch.setitem(value_domains.DOMAIN_RULES, "add", lambda node, domains: ())
     with pytest.raises(PassError, match=r"value-domains: the add rule gave 0 domains for 1 outputs at add in "
                                         r"patch_embed"):
-        ValueDomains().run(graph)
+        ValueDomains()(graph)
 
 
 def test_quantized_ops():
@@ -186,5 +186,5 @@ def test_quantized_ops():
     dense = graph.create_node("qdense", [lif.output], {"weight": np.ones((5, 4), np.int32), "bias": None,
                                                         "weight_exp": 0, "axis": 3, "graded": False, "host": False})
     graph.create_node("output", [dense.output], {"layouts": (1,)})
-    domains = ValueDomains().run(graph)
+    domains = ValueDomains()(graph)
     assert [str(domains[n.output]) for n in (q, gain, lif, dense)] == ["int[0,255]", "int[0,765]", "spike", "real"]
