@@ -50,13 +50,19 @@ def handle_errors(command):
     return click.option("--debug", "debug_traceback", is_flag=True, help="Show Python tracebacks for errors.")(wrapper)
 
 
+def _refuse_constant(name: str):
+    raise InputError(f"--model-args holds {name}; options must be finite numbers")
+
+
 def parse_model_args(text: str | None) -> dict:
     if not text:
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"--model-args is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    except RecursionError:
+        raise InputError("--model-args is nested too deeply") from None
     if not isinstance(value, dict):
         raise InputError("--model-args must be a JSON object, e.g. '{\"depth\": 2}'")
     return value

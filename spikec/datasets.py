@@ -23,6 +23,7 @@ import zipfile
 import numpy as np
 
 from spikec.errors import InputError
+from spikec.files import MAX_INPUT_BYTES, require_regular_file
 
 __all__ = ["DIGITS_SPLIT_SEED", "DIGITS_TEST_FRACTION", "load_digits_split", "load_npz_data"]
 
@@ -67,12 +68,10 @@ def load_npz_data(path: str, batch_axis: int = 0) -> tuple[np.ndarray, np.ndarra
     the number of samples. Object arrays are refused (they would need pickle, which runs code).
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path} is a directory, not an .npz file")
+    require_regular_file(path, "an .npz file")
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path} is not an .npz file; save inputs with numpy.savez(path, x=inputs, y=labels)")
+    _check_members(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = list(npz.files)
@@ -86,11 +85,39 @@ def load_npz_data(path: str, batch_axis: int = 0) -> tuple[np.ndarray, np.ndarra
         raise
     except Exception as exc:  # a zip that is not an npz, a corrupt member, an object array
         raise InputError(f"{path} is not a readable .npz file: {type(exc).__name__}: {exc}") from None
+    _check_inputs(path, x, batch_axis)
+    if y is not None:
+        y = _labels(path, y, x.shape[batch_axis], batch_axis)
+    return x, y
+
+
+def _check_members(path: str) -> None:
+    """Refuse an archive whose arrays would not fit in memory once decompressed (a zip bomb or a data set
+    too large to read whole)."""
+    with zipfile.ZipFile(path) as archive:
+        size = sum(info.file_size for info in archive.infolist())
+    if size > MAX_INPUT_BYTES:
+        raise InputError(f"{path} holds {size / 2**30:.1f} GiB of arrays; spikec reads at most "
+                         f"{MAX_INPUT_BYTES >> 30} GiB of data into memory")
+
+
+def _check_inputs(path: str, x: np.ndarray, batch_axis: int) -> None:
     if x.ndim <= batch_axis:
         raise InputError(f"{path}: 'x' has shape {list(x.shape)}; it needs a batch axis at position {batch_axis}")
-    count = x.shape[batch_axis]
-    if y is not None and y.ndim == 0:
-        raise InputError(f"{path}: 'y' is a scalar; it needs one label per input in 'x' ({count})")
-    if y is not None and len(y) != count:
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"{path}: 'x' has dtype {x.dtype}; inputs must be real numbers")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise InputError(f"{path}: 'x' holds {bad} NaN or infinite value(s); inputs must be finite")
+
+
+def _labels(path: str, y: np.ndarray, count: int, batch_axis: int) -> np.ndarray:
+    """``y`` as int64 class indices, one per sample, or one clear error."""
+    if y.ndim != 1:
+        raise InputError(f"{path}: 'y' has shape {list(y.shape)}; it needs one label per input in 'x' ({count})")
+    if len(y) != count:
         raise InputError(f"{path}: 'y' has {len(y)} labels but 'x' has {count} inputs along axis {batch_axis}")
-    return x, y
+    integral = y.dtype.kind in "iu" or (y.dtype.kind == "f" and np.isfinite(y).all() and np.all(y == np.round(y)))
+    if not integral:
+        raise InputError(f"{path}: 'y' has dtype {y.dtype}; labels must be integer class indices")
+    return y.astype(np.int64)

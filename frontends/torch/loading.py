@@ -34,6 +34,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import math
 import os
 import pickle
 import sys
@@ -44,6 +45,7 @@ import torch
 from torch import nn
 
 from spikec.errors import InputError
+from spikec.files import require_regular_file
 from spikec.frontends.torch.neurons import cupy_neurons_on_cpu
 
 __all__ = ["ModelSource", "LoadedModel", "load_model", "read_checkpoint", "parse_shape", "load_state_dict",
@@ -168,10 +170,7 @@ def _is_torchscript_archive(path: str) -> bool:
 
 def read_checkpoint(path: str, allow_pickle: bool = False) -> Any:
     """Read a ``torch.save`` file without running code from it (see the module docstring)."""
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path} is a directory, not a checkpoint file")
+    require_regular_file(path, "a checkpoint file")
     if _is_torchscript_archive(path):
         if not allow_pickle:
             raise InputError(f"{path} is a TorchScript archive (torch.jit.save); loading it would run code from the "
@@ -219,6 +218,9 @@ def _state_dict_of(payload: Any, path: str) -> dict[str, torch.Tensor]:
     if not isinstance(payload, dict) or not payload or not all(isinstance(v, torch.Tensor) for v in payload.values()):
         raise InputError(f"{path} holds no state_dict (expected a dict of tensors, or one under 'state_dict' or "
                          "'model')")
+    bad_keys = [k for k in payload if not isinstance(k, str)]
+    if bad_keys:
+        raise InputError(f"{path}: the state_dict has non-string key(s) such as {bad_keys[0]!r}")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in payload.items()}
 
 
@@ -236,7 +238,23 @@ def load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], path: str
             problems.append(f"{len(items)} {label}: {shown}")
     if problems:
         raise InputError(f"{path} does not fit {type(module).__name__}: {'; '.join(problems)}")
+    for key, tensor in state.items():
+        _check_tensor(key, tensor, own[key], path)
     module.load_state_dict(state, strict=True)
+
+
+def _check_tensor(key: str, tensor: torch.Tensor, own: torch.Tensor, path: str) -> None:
+    """A checkpoint tensor must be dense, of the kind the model's own tensor is (a float weight, an integer
+    counter such as BatchNorm's ``num_batches_tracked``), and finite: loading would otherwise cast it
+    silently or carry NaN through every layer."""
+    if tensor.layout != torch.strided:
+        raise InputError(f"{path}: {key} is a {tensor.layout} tensor; save dense tensors (tensor.to_dense())")
+    if tensor.is_complex() or tensor.dtype == torch.bool or tensor.is_floating_point() != own.is_floating_point():
+        want = "floating-point" if own.is_floating_point() else str(own.dtype).replace("torch.", "")
+        raise InputError(f"{path}: {key} has dtype {str(tensor.dtype).replace('torch.', '')}; the model needs "
+                         f"{want} values there")
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise InputError(f"{path}: {key} holds NaN or infinite values")
 
 
 # ---------------------------------------------------------------- user code
@@ -289,17 +307,50 @@ def _construct(factory, args: dict, what: str) -> nn.Module:
     return model
 
 
+def _checkpoint_shape(shape, path: str) -> tuple[int, ...] | None:
+    """A checkpoint's ``input_shape``: a list of positive integers, or absent."""
+    if shape is None:
+        return None
+    if not isinstance(shape, (list, tuple)) or not shape:
+        raise InputError(f"{path}: 'input_shape' must be a list of positive integers, got {type(shape).__name__}")
+    return tuple(_positive_int(d, f"{path}: 'input_shape' dimension") for d in shape)
+
+
 def _shape_or_error(shape, what: str) -> tuple[int, ...]:
     if shape is None:
         raise InputError(f"the input shape of {what} is unknown: pass --input-shape, e.g. 1,3,32,32")
     return tuple(int(d) for d in shape)
 
 
+def _positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_config(config: dict, where: str) -> None:
+    """Zoo options are JSON scalars; ``T`` and sizes are positive integers (a checkpoint or --model-args
+    could say ``T: 0``, ``2.5`` or a tensor)."""
+    for key, value in config.items():
+        if not isinstance(key, str) or not isinstance(value, (str, int, float, bool, type(None))):
+            raise InputError(f"{where}: option {key!r} must be a number, string or boolean, got "
+                             f"{type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{where}: option {key!r} must be finite, got {value!r}")
+        if key in _POSITIVE_OPTIONS:
+            _positive_int(value, f"{where}: option {key!r}")
+
+
+_POSITIVE_OPTIONS = ("T", "depth", "embed_dim", "num_heads", "img_size", "in_channels", "num_classes")
+
+
 def _zoo_config(arch: str, config: dict, timesteps: int | None) -> dict:
     from spikec.models import zoo_entry
 
     config = dict(config)
+    _check_config(config, arch)
     if timesteps is not None:
+        timesteps = _positive_int(timesteps, f"{arch}: timesteps")
         if "T" not in zoo_entry(arch).config_defaults():
             raise InputError(f"{arch} has no time-step option T")
         config["T"] = int(timesteps)
@@ -369,7 +420,7 @@ def _load_checkpoint(source: ModelSource) -> LoadedModel:
             raise InputError(f"{path}: 'config' must be a dict of the architecture's options")
         merged = {**config, **source.model_args}
         return _load_zoo(payload["arch"], merged, source, _state_dict_of(payload, path), path,
-                         payload.get("input_shape"), payload.get("timesteps"))
+                         _checkpoint_shape(payload.get("input_shape"), path), payload.get("timesteps"))
     if isinstance(payload, dict):
         raise InputError(f"{path} is a state_dict without an 'arch': pass the model's code with "
                          "--model FILE.py:NAME (and this file with --weights), or --arch NAME --weights FILE")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import sys
 from typing import Any, Callable
 
 from torch import nn
@@ -73,8 +74,21 @@ def _quiet():
         yield
 
 
+_NO_SPIKINGJELLY = {"clock": None, "activation": None, "bases": ()}
+
+
+def _spikingjelly_modules(load: bool = False):
+    """spikingjelly's neuron modules and memory base classes (each None when absent), once the user's code
+    has imported spikingjelly, or with ``load``. A model that does not use spikingjelly never imports it:
+    its import is slow, prints notices and, in ``lava_exchange.py``, catches ``BaseException`` around an
+    import, which swallows a Ctrl-C."""
+    if not load and "spikingjelly" not in sys.modules:
+        return _NO_SPIKINGJELLY
+    return _load_spikingjelly()
+
+
 @functools.lru_cache(maxsize=1)
-def _spikingjelly_modules():
+def _load_spikingjelly():
     """(clock_driven.neuron, activation_based.neuron, memory base classes), each None when absent."""
     found = {"clock": None, "activation": None, "bases": ()}
     bases = []
@@ -137,7 +151,7 @@ def cupy_neurons_on_cpu():
     """While active, spikingjelly ``clock_driven`` neurons built with ``backend='cupy'`` are built with
     ``backend='torch'`` instead (the constructor refuses 'cupy' without CuPy). spikec computes neurons
     itself, so the backend never runs; the package itself is not changed."""
-    clock = _spikingjelly_modules()["clock"]
+    clock = _spikingjelly_modules(load=True)["clock"]
     if clock is None:
         yield
         return

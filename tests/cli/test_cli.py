@@ -98,13 +98,18 @@ def test_console_script_runs_as_a_process(tmp_path):
     assert proc.stderr == f"spikec: error: {bad} is not a PyTorch checkpoint (torch.load cannot read it: UnpicklingError)\n"
 
 
-def test_target_and_backend_choices_come_from_the_registry():
+def test_target_and_backend_choices_come_from_the_registry(tmp_path):
+    import numpy as np
+
     from spikec.registry import BACKENDS, TARGETS
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 3, 16, 16), np.float32))
 
     _, compile_help, _ = run("compile", "--help")
     _, simulate_help, _ = run("simulate", "--help")
     folded = " ".join(simulate_help.split())
     assert all(f"{name}:" in " ".join(compile_help.split()) for name in TARGETS)
     assert all(f"{name}: {b.summary}" in folded for name, b in BACKENDS.items())
-    code, _, err = run("simulate", "--arch", "spikingformer-cifar", "--model-args", TINY, "--backend", "gpu")
+    code, _, err = run("simulate", "--arch", "spikingformer-cifar", "--model-args", TINY, "--backend", "gpu",
+                       "--data", str(tmp_path / "d.npz"))
     assert code == 2 and err == f"spikec: error: unknown backend 'gpu'; backends: {', '.join(BACKENDS)}\n"

@@ -1,0 +1,151 @@
+"""Bad inputs found by an adversarial run: each gets exit code 2 and one line, with no traceback and nothing
+written, where it used to run (exit 0 with a wrong result), hang, or fail with an internal error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from spikec.cli import main
+from spikec.models import build_model
+
+CONFIG = {"depth": 1, "embed_dim": 16, "num_heads": 2, "img_size": 8, "in_channels": 1, "T": 2}
+ARCH = "spikingformer-cifar"
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _one_line_exit_2(tmp_path, *args, expect: str) -> None:
+    before = sorted(os.listdir(tmp_path))
+    code, _, err = run(*args)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert expect in err, err
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def _checkpoint(tmp_path, **changes):
+    """A zoo checkpoint dict, with some of its entries (or state_dict tensors) replaced."""
+    state = build_model(ARCH, CONFIG).state_dict()
+    state.update(changes.pop("tensors", {}))
+    payload = {"arch": ARCH, "config": dict(CONFIG), "state_dict": state, **changes}
+    path = tmp_path / "ckpt.pt"
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("config, expect", [
+    ({"T": 0}, "option 'T' must be a positive integer, got 0"),
+    ({"T": -1}, "option 'T' must be a positive integer, got -1"),
+    ({"T": 2.5}, "option 'T' must be a positive integer, got 2.5"),
+    ({"T": True}, "option 'T' must be a positive integer, got True"),
+    ({"T": torch.tensor(2)}, "option 'T' must be a number, string or boolean, got Tensor"),
+    ({"embed_dim": float("inf")}, "option 'embed_dim' must be finite"),
+])
+def test_bad_checkpoint_configs(tmp_path, config, expect):
+    path = _checkpoint(tmp_path, config={**CONFIG, **config})
+    _one_line_exit_2(tmp_path, "inspect", path, expect=expect)
+
+
+@pytest.mark.parametrize("entry, expect", [
+    ({"timesteps": True}, "timesteps must be a positive integer, got True"),
+    ({"timesteps": 1.5}, "timesteps must be a positive integer, got 1.5"),
+    ({"timesteps": "4"}, "timesteps must be a positive integer, got '4'"),
+    ({"input_shape": {"a": 1}}, "'input_shape' must be a list of positive integers, got dict"),
+    ({"input_shape": 3.0}, "'input_shape' must be a list of positive integers, got float"),
+    ({"input_shape": [1, -1, 8, 8]}, "'input_shape' dimension must be a positive integer, got -1"),
+])
+def test_bad_checkpoint_entries(tmp_path, entry, expect):
+    _one_line_exit_2(tmp_path, "inspect", _checkpoint(tmp_path, **entry), expect=expect)
+
+
+KEY = "patch_embed.block0_conv.weight"
+
+
+@pytest.mark.parametrize("tensor, expect", [
+    (lambda w: w.to(torch.complex64), "has dtype complex64; the model needs floating-point values there"),
+    (lambda w: w > 0, "has dtype bool; the model needs floating-point values there"),
+    (lambda w: w.to(torch.int64), "has dtype int64; the model needs floating-point values there"),
+    (lambda w: w.to(torch.uint8), "has dtype uint8; the model needs floating-point values there"),
+    (lambda w: w.fill_(float("nan")), "holds NaN or infinite values"),
+    (lambda w: w.to_sparse(), "is a torch.sparse_coo tensor; save dense tensors"),
+])
+def test_bad_state_dict_tensors(tmp_path, tensor, expect):
+    weight = build_model(ARCH, CONFIG).state_dict()[KEY].clone()
+    path = _checkpoint(tmp_path, tensors={KEY: tensor(weight)})
+    _one_line_exit_2(tmp_path, "inspect", path, expect=f"{KEY} {expect}")
+
+
+def test_a_non_string_state_dict_key(tmp_path):
+    state = {**build_model(ARCH, CONFIG).state_dict(), 7: torch.zeros(1)}
+    path = tmp_path / "ckpt.pt"
+    torch.save({"arch": ARCH, "config": CONFIG, "state_dict": state}, path)
+    _one_line_exit_2(tmp_path, "inspect", path, expect="the state_dict has non-string key(s) such as 7")
+
+
+@pytest.mark.parametrize("text, expect", [
+    ('{"depth": Infinity}', "--model-args holds Infinity; options must be finite numbers"),
+    ('{"depth": NaN}', "--model-args holds NaN"),
+    ('{"a": ' * 5000 + "1" + "}" * 5000, "--model-args is nested too deeply"),
+])
+def test_bad_model_args(tmp_path, text, expect):
+    _one_line_exit_2(tmp_path, "inspect", "--arch", ARCH, "--model-args", text, expect=expect)
+
+
+def _npz(tmp_path, **arrays):
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+X = np.zeros((3, 1, 8, 8), np.float32)
+
+
+@pytest.mark.parametrize("arrays, expect", [
+    ({"x": np.where(np.arange(192).reshape(3, 1, 8, 8) == 5, np.nan, 0.0)}, "holds 1 NaN or infinite value(s)"),
+    ({"x": np.full((3, 1, 8, 8), np.inf)}, "holds 192 NaN or infinite value(s)"),
+    ({"x": X.astype(np.complex64)}, "'x' has dtype complex64; inputs must be real numbers"),
+    ({"x": X, "y": np.array(["a", "b", "c"])}, "'y' has dtype <U1; labels must be integer class indices"),
+    ({"x": X, "y": np.array([0.5, 1, 2])}, "'y' has dtype float64; labels must be integer class indices"),
+])
+def test_bad_data_files(tmp_path, arrays, expect):
+    path = _npz(tmp_path, **arrays)
+    _one_line_exit_2(tmp_path, "simulate", "--arch", ARCH, "--model-args", json.dumps(CONFIG), "--data", path,
+                     expect=expect)
+
+
+@pytest.mark.parametrize("role", ["data", "checkpoint"])
+def test_a_fifo_is_refused_instead_of_hanging(tmp_path, role):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    args = (["simulate", "--arch", ARCH, "--model-args", json.dumps(CONFIG), "--data", fifo] if role == "data"
+            else ["inspect", fifo])
+    _one_line_exit_2(tmp_path, *args, expect="is not a regular file (a pipe, socket or device)")
+
+
+def test_a_device_is_refused_instead_of_read_without_bound(tmp_path):
+    code, _, err = run("simulate", "--arch", ARCH, "--model-args", json.dumps(CONFIG), "--data", "/dev/zero")
+    assert code == 2 and err == ("spikec: error: /dev/zero is not a regular file (a pipe, socket or device); "
+                                 "spikec reads an .npz file from a regular file\n")
+
+
+def test_zoo_models_never_import_spikingjelly(tmp_path):
+    """spikingjelly's import swallows a Ctrl-C (an ``except BaseException`` in lava_exchange.py): a model that
+    does not use it must not import it."""
+    script = ("import sys\nfrom click.testing import CliRunner\nfrom spikec.cli import main\n"
+              f"r = CliRunner().invoke(main, ['compile', '--arch', {ARCH!r}, '--model-args', {json.dumps(CONFIG)!r}, "
+              f"'-o', {str(tmp_path / 'out')!r}])\n"
+              "assert r.exit_code == 0, r.stderr\nprint('spikingjelly' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
