@@ -5,9 +5,12 @@ Exit codes (docs/design.md, §8): 0 success, 1 checks found problems, 2 bad inpu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import signal
 import sys
+import threading
 import traceback
 
 import click
@@ -34,7 +37,10 @@ def handle_errors(command):
     def wrapper(*args, debug_traceback: bool = False, **kwargs):
         debug = debug_traceback or click.get_current_context().find_root().params.get("debug", False)
         try:
-            return command(*args, **kwargs)
+            with _terminate_cleanly():
+                return command(*args, **kwargs)
+        except Terminated as exc:
+            _fail(f"stopped by {signal.Signals(exc.signum).name}; nothing was left half-written", 128 + exc.signum)
         except SpikecError as exc:
             if debug:
                 traceback.print_exc()
@@ -52,6 +58,31 @@ def handle_errors(command):
 
 def _refuse_constant(name: str):
     raise InputError(f"--model-args holds {name}; options must be finite numbers")
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C, so every ``finally`` removes what it made (staging
+    directories, Lava's shared memory and child processes) instead of the process vanishing mid-write."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_cleanly():
+    def stop(signum, frame):
+        raise Terminated(signum)
+
+    if threading.current_thread() is not threading.main_thread():   # only the main thread may set handlers
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def parse_model_args(text: str | None) -> dict:

@@ -9,20 +9,24 @@ checking every file, and says clearly what is missing or corrupt.
 Artifact (``--target intsim``)::
 
     manifest.json   format, version, model, input shape/layout, time steps, target, versions, the IR as
-                    JSON, quantization scales per layer and neuron, value ranges of every layer
+                    JSON, quantization scales per layer and neuron, value ranges of every layer, and the
+                    sha256 of every other file (checked on loading: a tampered artifact is refused)
     model.ir        the integer graph in the IR's text form (weights by handle)
     weights.npz     the integer weights, one array per handle
 
 ``--target loihi2`` adds (``spikec.backends.lava.artifact``): the Lava process graph, delays, reset offsets,
 probes and the resource report in ``manifest.json`` under ``lava``; the neuron groups' biases in
-``weights.npz`` (``lava.*``); and ``lava_net.py``, a standalone module that builds the processes.
+``weights.npz`` (``lava.*``); and ``lava_net.py``, the module holding the network's processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -43,8 +47,9 @@ from spikec.passes.range_analysis import RangeReport
 __all__ = ["Artifact", "CompiledModel", "compile_graph", "load_artifact", "read_manifest", "check_output_dir",
            "ARTIFACT_VERSION", "ARTIFACT_FILES"]
 
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
 _FILES = ("manifest.json", "model.ir", "weights.npz")
+_DIGESTED = ("model.ir", "weights.npz")      # and every target file; manifest.json records their sha256
 ARTIFACT_FILES = (*_FILES, *(f for t in TARGETS.values() for f in t.files))   # what an artifact of any target holds
 
 
@@ -153,29 +158,71 @@ class Artifact:
         out_dir = os.path.abspath(out_dir)
         check_output_dir(out_dir, force)
         parent = os.path.dirname(out_dir)
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".spikec-", dir=parent)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create {parent}: {exc.strerror}") from None
+        _remove_stale_staging(parent)
+        staging = tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=parent)
         try:
             os.chmod(staging, 0o777 & ~_umask())
-            with open(os.path.join(staging, "manifest.json"), "w") as f:
-                json.dump(self.manifest, f, indent=1, sort_keys=True)
-                f.write("\n")
             with open(os.path.join(staging, "model.ir"), "w") as f:
                 f.write(print_graph(self.graph))
             for file_name, text in self.files.items():
                 with open(os.path.join(staging, file_name), "w") as f:
                     f.write(text)
             _write_npz(os.path.join(staging, "weights.npz"), self.arrays)
-            if os.path.isdir(out_dir):
-                previous = tempfile.mkdtemp(prefix=".spikec-old-", dir=parent)
-                os.rmdir(previous)
-                os.replace(out_dir, previous)
-                os.replace(staging, out_dir)
-                shutil.rmtree(previous, ignore_errors=True)
-            else:
-                os.replace(staging, out_dir)
+            digests = {name: _sha256(os.path.join(staging, name)) for name in (*_DIGESTED, *sorted(self.files))}
+            with open(os.path.join(staging, "manifest.json"), "w") as f:
+                json.dump({**self.manifest, "digests": digests}, f, indent=1, sort_keys=True)
+                f.write("\n")
+            _move_into_place(staging, out_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+_STAGING = ".spikec-"      # + the writing process's pid: what a killed writer leaves is recognisable
+
+
+def _move_into_place(staging: str, out_dir: str) -> None:
+    """Rename the finished ``staging`` directory to ``out_dir``, moving an existing one aside first. Another
+    process may be writing the same ``out_dir`` at once: whoever renames last wins, and no attempt fails on
+    the other's half-done move."""
+    parent = os.path.dirname(out_dir)
+    for _ in range(8):
+        try:
+            os.replace(staging, out_dir)         # out_dir absent, or an empty directory
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise InputError(f"cannot write {out_dir}: {exc.strerror}") from None
+        previous = tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-old-", dir=parent)
+        os.rmdir(previous)
+        try:
+            os.replace(out_dir, previous)
+        except FileNotFoundError:                # another writer moved it first
+            continue
+        shutil.rmtree(previous, ignore_errors=True)
+    raise InputError(f"{out_dir} is being written by other processes at the same time; try again")
+
+
+def _remove_stale_staging(parent: str) -> None:
+    """Remove the staging directories of writers that were killed (SIGKILL leaves no chance to clean up)."""
+    for name in os.listdir(parent):
+        pid = name[len(_STAGING):].split("-", 1)[0]
+        if not name.startswith(_STAGING) or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -202,6 +249,8 @@ def check_output_dir(out_dir: str, force: bool = False) -> None:
     out_dir = os.path.abspath(out_dir)
     if not os.path.lexists(out_dir):
         return
+    if os.path.islink(out_dir):
+        raise InputError(f"{out_dir} is a symbolic link; name the directory itself (or a new one)")
     if not os.path.isdir(out_dir):
         raise InputError(f"{out_dir} exists and is not a directory; choose another output directory")
     cwd = os.getcwd()
@@ -271,17 +320,72 @@ def read_manifest(path: str) -> dict:
             manifest = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}/manifest.json is corrupt: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != "spikec.artifact" \
-            or manifest.get("version") != ARTIFACT_VERSION:
-        raise InputError(f"{path}/manifest.json is not a spikec artifact of version {ARTIFACT_VERSION}")
-    if manifest.get("input_layout") not in ("B", "TB"):
-        raise InputError(f"{path}/manifest.json has no valid input_layout (B or TB)")
+    if not isinstance(manifest, dict) or manifest.get("format") != "spikec.artifact":
+        raise InputError(f"{path}/manifest.json is not a spikec artifact manifest")
+    if manifest.get("version") != ARTIFACT_VERSION:
+        raise InputError(f"{path} is a spikec artifact of version {manifest.get('version')!r}; this spikec reads "
+                         f"version {ARTIFACT_VERSION}: compile the model again")
+    _check_manifest(manifest, f"{path}/manifest.json")
     return manifest
+
+
+def _check_manifest(manifest: dict, where: str) -> None:
+    """The entries spikec reads from a manifest, with their types: a damaged or hand-edited one is refused
+    with the entry named, never half-read."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise InputError(f"{where}: {what}")
+
+    need(isinstance(manifest.get("model"), str), "'model' must be the model's name")
+    need(manifest.get("target") in TARGETS, f"'target' must be one of {', '.join(TARGETS)}")
+    need(manifest.get("input_layout") in ("B", "TB"), "'input_layout' must be B or TB")
+    shape = manifest.get("input_shape")
+    need(isinstance(shape, list) and bool(shape) and all(_positive_int(d) for d in shape),
+         "'input_shape' must be a list of positive integers")
+    need(_positive_int(manifest.get("timesteps")), "'timesteps' must be a positive integer")
+    scales = manifest.get("quantization", {}).get("output_scales") if isinstance(manifest.get("quantization"),
+                                                                                   dict) else None
+    need(isinstance(scales, list) and bool(scales) and all(_positive_number(v) for v in scales),
+         "'quantization.output_scales' must be a list of positive numbers")
+    digests = manifest.get("digests")
+    need(isinstance(digests, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in digests.items())
+         and set(_DIGESTED) <= set(digests), f"'digests' must give the sha256 of {', '.join(_DIGESTED)}")
+    need(manifest["target"] != "loihi2" or isinstance(manifest.get("lava"), dict),
+         "a loihi2 artifact needs its 'lava' section")
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _positive_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_digests(path: str, manifest: dict) -> None:
+    """Every file the manifest vouches for has the bytes it was written with: a tampered or damaged
+    model.ir, weights.npz or lava_net.py is refused before it is used."""
+    for name, expected in sorted(manifest["digests"].items()):
+        file = os.path.join(path, name)
+        if name not in ARTIFACT_FILES or not os.path.isfile(file):
+            raise InputError(f"{path}: the manifest vouches for {name!r}, which the artifact does not hold")
+        if _sha256(file) != expected:
+            raise InputError(f"{path}/{name} was changed after spikec wrote it (its sha256 differs from the "
+                             "manifest's); compile the model again")
 
 
 def load_artifact(path: str) -> Artifact:
     """Read a compiled directory back; every problem is one :class:`InputError` line."""
     manifest = read_manifest(path)
+    _check_digests(path, manifest)
     try:
         with np.load(os.path.join(path, "weights.npz"), allow_pickle=False) as archive:
             weights = {k: archive[k] for k in archive.files}

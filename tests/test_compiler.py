@@ -3,6 +3,7 @@ a faithful round trip through disk, and one clear error for every kind of damage
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -129,13 +130,35 @@ def test_a_failed_compile_writes_nothing(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def _edit_manifest(path, change):
+    manifest = json.loads((path / "manifest.json").read_text())
+    change(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _set(key, value):
+    return lambda p: _edit_manifest(p, lambda m: m.__setitem__(key, value))
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda p: os.remove(p / "weights.npz"), "is not a complete spikec artifact: missing weights.npz"),
     (lambda p: (p / "manifest.json").write_text("{"), "manifest.json is corrupt: "),
-    (lambda p: (p / "manifest.json").write_text('{"format": "other"}'), "is not a spikec artifact of version 1"),
-    (lambda p: (p / "weights.npz").write_bytes(b"PK\x03\x04broken"), "weights.npz is corrupt: "),
+    (lambda p: (p / "manifest.json").write_text("[1, 2]"), "manifest.json is not a spikec artifact manifest"),
+    (lambda p: (p / "manifest.json").write_text('{"format": "other"}'), "is not a spikec artifact manifest"),
+    (_set("version", 1), "is a spikec artifact of version 1; this spikec reads version 2: compile the model again"),
+    (lambda p: (p / "weights.npz").write_bytes(b"PK\x03\x04broken"), "weights.npz was changed after spikec wrote it"),
     (lambda p: (p / "model.ir").write_text((p / "model.ir").read_text().replace("qlif", "qlaf", 1)),
-     "model.ir does not match weights.npz or is corrupt: "),
+     "model.ir was changed after spikec wrote it"),
+    (_set("target", "gpu"), "'target' must be one of intsim, loihi2"),
+    (_set("input_layout", "BT"), "'input_layout' must be B or TB"),
+    (_set("input_shape", None), "'input_shape' must be a list of positive integers"),
+    (_set("input_shape", [1, -3, 8, 8]), "'input_shape' must be a list of positive integers"),
+    (_set("timesteps", "2"), "'timesteps' must be a positive integer"),
+    (_set("model", ["x"]), "'model' must be the model's name"),
+    (_set("quantization", None), "'quantization.output_scales' must be a list of positive numbers"),
+    (_set("digests", {}), "'digests' must give the sha256 of model.ir, weights.npz"),
+    (lambda p: _edit_manifest(p, lambda m: m["digests"].__setitem__("../etc/passwd", "0")),
+     "the manifest vouches for '../etc/passwd', which the artifact does not hold"),
 ])
 def test_damaged_artifacts_are_named(tmp_path, damage, message):
     path = tmp_path / "art"

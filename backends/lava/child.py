@@ -16,10 +16,12 @@ group and removes the child's shared memory.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import multiprocessing
 import os
 import secrets
+import shutil
 import signal
 import sys
 import threading
@@ -44,16 +46,27 @@ def _shm_prefix(pid: int) -> str:
     return f"psm_spikec{pid}_"
 
 
-def _watch_parent(parent: int) -> None:
-    """Kill the child's whole group when its parent is gone (killed before it could clean up)."""
+def _remove_shared_memory(pid: int) -> None:
+    for path in glob.glob(f"/dev/shm/{_shm_prefix(pid)}*"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _watch_parent(parent: int, leftovers: tuple[str, ...]) -> None:
+    """When the parent is gone (killed before it could clean up, e.g. by SIGKILL), remove what the run
+    left — the child's shared memory and the parent's ``leftovers`` (the run's sink directory) — and kill
+    the child's whole group."""
     while os.getppid() == parent:
         time.sleep(0.5)
+    _remove_shared_memory(os.getpid())
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
     os.killpg(0, signal.SIGKILL)
 
 
-def _child(job: Callable[[], Any], writer, parent: int) -> None:
+def _child(job: Callable[[], Any], writer, parent: int, leftovers: tuple[str, ...]) -> None:
     os.setpgid(0, 0)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(parent, leftovers), daemon=True).start()
     prefix = _shm_prefix(os.getpid())
     shared_memory._make_filename = lambda: f"/{prefix}{secrets.token_hex(4)}"
     try:
@@ -69,8 +82,10 @@ def _child(job: Callable[[], Any], writer, parent: int) -> None:
         writer.close()
 
 
-def run_isolated(job: Callable[[], Any], timeout: float, what: str = "Lava run") -> Any:
-    """``job()`` in a forked child (see the module docstring); its result must be picklable.
+def run_isolated(job: Callable[[], Any], timeout: float, what: str = "Lava run",
+                 leftovers: tuple[str, ...] = ()) -> Any:
+    """``job()`` in a forked child (see the module docstring); its result must be picklable. ``leftovers``
+    are paths the child removes should the parent die without cleaning up.
 
     Raises :class:`LavaRunError` when the job raised (with its traceback), did not finish within ``timeout``
     seconds, or the child died without an answer.
@@ -80,7 +95,7 @@ def run_isolated(job: Callable[[], Any], timeout: float, what: str = "Lava run")
 
     context = multiprocessing.get_context("fork")
     reader, writer = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(job, writer, os.getpid()), daemon=False)
+    child = context.Process(target=_child, args=(job, writer, os.getpid(), tuple(leftovers)), daemon=False)
     child.start()
     writer.close()
     status, payload, answered = "error", None, False
@@ -102,11 +117,7 @@ def run_isolated(job: Callable[[], Any], timeout: float, what: str = "Lava run")
         if child.is_alive():
             child.kill()
         child.join()
-        for path in glob.glob(f"/dev/shm/{_shm_prefix(child.pid)}*"):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        _remove_shared_memory(child.pid)
     if status != "ok":
         raise LavaRunError(f"{what} raised an exception:\n{payload}")
     return payload

@@ -185,7 +185,8 @@ def _run(graph: Graph, regions: Regions, pg: ProcessGraph, build: Builder, input
                 first.stop()
             return {"build": started - start, "run": finished - started}
 
-        stats = run_isolated(job, timeout, f"Lava run of {pg.name} ({len(pg.processes)} processes, {steps} steps)")
+        stats = run_isolated(job, timeout, f"Lava run of {pg.name} ({len(pg.processes)} processes, {steps} steps)",
+                             leftovers=(tmp,))
         values = {}
         for probe in pg.probes:
             rows = np.memmap(sink_paths[probe.sink], dtype=np.dtype(probe.dtype), mode="r",
