@@ -8,5 +8,7 @@ trains equal intsim's shifted by each layer's depth.
 :mod:`.fixed_point` holds Lava's rounding, shift, wrap and saturation rules as named helpers, and its integer
 constants; :mod:`.kernels` builds the per-step LIF, Dense and Conv kernels from them, over a batch of samples. Both
 are proven bit-identical to Lava by ``tests/backends/test_intsim_lava_oracle.py``. :mod:`.rules` holds the integer
-rules of the ops Lava has no process for, which spikec's own Lava processes call too.
+rules of the ops Lava has no process for, which spikec's own Lava processes call too. :mod:`.interpreter` runs a
+graph with them; :mod:`.proven` holds the same rules on torch tensors, relying on the compile's range analysis, which
+the interpreter runs when the analysis proves what they need.
 """

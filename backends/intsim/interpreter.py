@@ -13,11 +13,15 @@ or, for ops Lava has no process for, the integer rules of :mod:`.rules` (``qgain
     views          move elements, change nothing
     qdense (host)  exact int64 product, floor shift by weight_exp, + bias
 
-Values are int64 numpy arrays holding the stated width; the loop is :mod:`spikec.ir.interpret`'s.
+Values are int64 numpy arrays holding the stated width; the loop is :mod:`spikec.ir.interpret`'s. These are the
+reference rules (``INT_RULES``). :func:`run_intsim` runs the proven rules of :mod:`.proven` instead when the graph's
+range report may be relied on: the same values, on torch tensors, without the wraps and scans the report proves
+unneeded.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -29,6 +33,7 @@ from spikec.backends.intsim.fixed_point import (ACTIVATION_SHIFT, DU_NO_CURRENT_
                                                 shift_floor, wrap24, wrap24_once, wrap_int32)
 from spikec.backends.intsim.kernels import (LifParams, LifState, conv, conv_weight_from_torch, dense,
                                             image_from_torch, image_to_torch, lif_step, xy_from_hw)
+from spikec.backends.intsim.proven import PROVEN_RULES, Proof, proof_for, to_numpy
 from spikec.backends.intsim.rules import add, and_not, exact_matmul, gain, matmul, maxpool, mul, peak, reduce_sum
 from spikec.ir import Graph, Node
 from spikec.ir.interpret import Run, interpret
@@ -163,6 +168,31 @@ def _bind_input(node: Node, data: Any) -> np.ndarray:
     return x[None] if node.attrs["layout"] == "B" else x
 
 
-def run_intsim(graph: Graph, inputs: Sequence[Any], keep_values: bool = False) -> Run:
-    """Run the quantized ``graph`` on ``inputs`` (one float array per ``input`` node, PyTorch layout)."""
-    return interpret(graph, inputs, INT_RULES, _bind_input, "intsim", keep_values)
+def run_intsim(graph: Graph, inputs: Sequence[Any], keep_values: bool = False, ranges=None,
+               reference: bool = False) -> Run:
+    """Run the quantized ``graph`` on ``inputs`` (one float array per ``input`` node, PyTorch layout).
+
+    ``ranges`` is the graph's range report (``CompiledModel.ranges``: what the compile proved); without it the range
+    analysis runs here. When the report may be relied on (:func:`.proven.proof_for`) the proven rules of
+    :mod:`.proven` run, on torch tensors; else, or with ``reference``, the reference rules (``INT_RULES``). Both
+    give the same int64 arrays (``tests/backends/test_intsim_proven.py``).
+    """
+    proof = None if reference else _proof(graph, ranges)
+    if proof is None:
+        return interpret(graph, inputs, INT_RULES, _bind_input, "intsim", keep_values)
+    rules = {op: functools.partial(rule, proof) for op, rule in PROVEN_RULES.items()}
+    run = interpret(graph, inputs, rules, lambda node, data: torch.from_numpy(_bind_input(node, data)), "intsim",
+                    keep_values)
+    return Run([to_numpy(o) for o in run.outputs], {node: to_numpy(v) for node, v in run.values.items()})
+
+
+def _proof(graph: Graph, ranges) -> Proof | None:
+    if ranges is None:
+        from spikec.errors import SpikecError
+        from spikec.passes.range_analysis import analyze_ranges
+
+        try:
+            ranges = analyze_ranges(graph)
+        except SpikecError:
+            return None  # not a graph the analysis reads: the reference rules name what they cannot run
+    return proof_for(graph, ranges, INT_RULES)
