@@ -2,4 +2,4 @@
 
 from spikec.cli import main
 
-main(prog_name="spikec")
+main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ import click
 
 from spikec.errors import InputError, SpikecError
 
-__all__ = ["EXIT_INTERNAL", "handle_errors", "model_options", "model_source", "parse_model_args"]
+__all__ = ["EXIT_INTERNAL", "SpikecGroup", "handle_errors", "model_options", "model_source", "parse_model_args"]
 
 EXIT_INTERNAL = 3
 
@@ -25,6 +26,23 @@ EXIT_INTERNAL = 3
 def _fail(message: str, code: int) -> None:
     click.echo(f"spikec: error: {message}", err=True)
     sys.exit(code)
+
+
+class SpikecGroup(click.Group):
+    """The command group: a usage error (an unknown option, a value out of range) is one line and exit 2,
+    like every other bad input, instead of click's usage block."""
+
+    def main(self, *args, **kwargs):
+        kwargs.update(standalone_mode=False, prog_name="spikec")
+        try:
+            return super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            command = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            _fail(f"{command}{exc.format_message()} (see --help)", 2)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except click.exceptions.Abort:
+            _fail("interrupted", 130)
 
 
 def handle_errors(command):
@@ -47,6 +65,9 @@ def handle_errors(command):
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except BrokenPipeError:     # the reader went away (`spikec zoo | head -1`), as for any shell tool
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
         except Exception as exc:  # a bug in spikec, not in the user's input
             if debug:
                 traceback.print_exc()

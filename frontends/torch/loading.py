@@ -281,15 +281,17 @@ def _import_reference(reference: str):
             try:
                 with cupy_neurons_on_cpu():
                     spec.loader.exec_module(module)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 sys.modules.pop(module_name, None)
-                raise InputError(f"importing {target} failed: {type(exc).__name__}: {exc}") from exc
+                raise InputError(f"importing {target} failed: {type(exc).__name__}: {exc}") from None
     else:
         try:
             with cupy_neurons_on_cpu():
                 module = importlib.import_module(target)
         except ImportError as exc:
             raise InputError(f"--model {reference}: cannot import {target}: {exc}") from None
+        except (Exception, SystemExit) as exc:
+            raise InputError(f"importing {target} failed: {type(exc).__name__}: {exc}") from None
     if not hasattr(module, name):
         raise InputError(f"--model {reference}: {target} defines no {name!r}")
     return getattr(module, name)
@@ -299,7 +301,7 @@ def _construct(factory, args: dict, what: str) -> nn.Module:
     try:
         with cupy_neurons_on_cpu():
             model = factory(**args)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise InputError(f"building {what} with --model-args {json.dumps(args)} failed: "
                          f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):

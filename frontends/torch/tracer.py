@@ -229,6 +229,10 @@ class _Tracer(TorchFunctionMode):
         if not sources:
             return out
         handler = _HANDLERS.get(getattr(func, "__name__", ""))
+        if getattr(func, "__name__", "") in _VALUE_READS:
+            self.error(f"{_func_name(func)} reads a traced value into Python (data-dependent control flow): "
+                       "spikec traces one run, so what follows would hold for this input only")
+            return out
         if not _tensors(out):
             return out  # shape queries: dim(), size(), __len__ ...
         if handler is None:
@@ -248,6 +252,11 @@ class _Tracer(TorchFunctionMode):
             value, role = result
             self.bind(out, value, role)
         return out
+
+
+_VALUE_READS = frozenset({"item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "__complex__",
+                          "__array__"})
+"""Tensor methods that turn traced values (not shapes) into Python values."""
 
 
 def _func_name(func) -> str:
@@ -711,6 +720,9 @@ def _run_traced(model: nn.Module, tracer: _Tracer, x: torch.Tensor):
             return model(x)
     except InputError:
         raise
+    except SystemExit as exc:
+        raise InputError(f"the model called sys.exit({exc.code!r}) while running on an input of shape "
+                         f"{list(x.shape)}") from None
     except Exception as exc:  # the user's model failed to run on the example input
         frame = _user_frame(traceback.extract_tb(exc.__traceback__))
         where = f" ({frame[0]}:{frame[1]})" if frame else ""

@@ -149,3 +149,65 @@ def test_zoo_models_never_import_spikingjelly(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+MODEL_CODE = """
+import sys
+import torch
+from torch import nn
+from spikec.nn import MultiStepLIF
+
+
+class Net(nn.Module):
+    def __init__(self, mode="ok"):
+        super().__init__()
+        self.mode = mode
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.lif = MultiStepLIF()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        if self.mode == "exit":
+            sys.exit(0)
+        y = self.lif(self.conv(x).unsqueeze(0).repeat(2, 1, 1, 1, 1))
+        if self.mode == "item" and y.sum().item() > 3:
+            y = y * 2
+        return self.head(y.mean(0).mean((2, 3)))
+"""
+
+
+@pytest.mark.parametrize("mode, expect", [
+    ("exit", "the model called sys.exit(0) while running on an input of shape [1, 1, 8, 8]"),
+    ("item", "Tensor.item reads a traced value into Python (data-dependent control flow)"),
+])
+def test_models_that_exit_or_branch_on_data_are_reported(tmp_path, mode, expect):
+    (tmp_path / "net.py").write_text(MODEL_CODE)
+    code, _, err = run("verify", "--spike-driven", "--model", f"{tmp_path / 'net.py'}:Net", "--model-args",
+                       json.dumps({"mode": mode}), "--input-shape", "1,1,8,8")
+    assert code == 2 and expect in err and "Traceback" not in err, err
+
+
+def test_a_model_file_that_exits_on_import_is_reported(tmp_path):
+    (tmp_path / "bye.py").write_text("import sys\nsys.exit(0)\n")
+    _one_line_exit_2(tmp_path, "inspect", "--model", f"{tmp_path / 'bye.py'}:Net", "--input-shape", "1,1,8,8",
+                     expect="importing")
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["verify", "--spike-driven", "--arch", ARCH, "--observe", "1000000000"],
+     "spikec verify: Invalid value for '--observe': 1000000000 is not in the range 0<=x<=100000."),
+    (["compile", "--arch", ARCH], "spikec compile: Missing option '-o' / '--output'."),
+    (["simulate", "--batch-size", "0"], "spikec simulate: Invalid value for '--batch-size'"),
+    (["no-such-command"], "spikec: No such command 'no-such-command'."),
+])
+def test_usage_errors_are_one_line(tmp_path, args, expect):
+    _one_line_exit_2(tmp_path, *args, expect=expect)
+
+
+def test_a_simulation_that_cannot_fit_in_memory_is_refused_before_allocating(tmp_path):
+    data = _npz(tmp_path, x=np.zeros((64, 1, 8, 8), np.float32))
+    config = json.dumps({**CONFIG, "T": 6000})     # about 265 MiB a sample: 64 at once exceed 8 GiB
+    code, _, err = run("simulate", "--arch", ARCH, "--model-args", config, "--backend", "intsim", "--data", data)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "simulating 64 sample(s) at once needs about" in err and "more than the 8 GiB budget" in err
+    assert err.rstrip().endswith("use --batch-size 30 or less")
