@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 from typing import Any, ClassVar, Iterable, Iterator
 
-from spikec.errors import PassError, SpikecError
+from spikec.errors import InputError, PassError, SpikecError
 from spikec.ir import Graph, Node, verify_graph
 from spikec.ir.ops import OpCategory, ops_with
 
@@ -58,13 +58,15 @@ class PassResult:
 
 @contextlib.contextmanager
 def _named(name: str) -> Iterator[None]:
-    """Re-raise every failure inside as a :class:`PassError` that starts with ``name`` and chains the original.
-    A message that already starts with ``name`` (a helper that names the pass itself) is not named twice."""
+    """Re-raise every failure inside as a :class:`PassError` that starts with ``name`` and chains the original;
+    an :class:`InputError` (the user's model cannot be compiled as asked, e.g. weights that all quantize to 0)
+    stays one. A message that already starts with ``name`` (a helper that names the pass itself) is not named
+    twice."""
     try:
         yield
     except SpikecError as exc:
         message = exc.message if exc.message.startswith(f"{name}: ") else f"{name}: {exc.message}"
-        raise PassError(message, exc.where) from exc
+        raise (InputError if isinstance(exc, InputError) else PassError)(message, exc.where) from exc
     except Exception as exc:
         raise PassError(f"{name}: {type(exc).__name__}: {exc}") from exc
 

@@ -11,8 +11,6 @@ class scale is a power of two ``m = 2**k``, chosen as large as these limits allo
 
 * a neuron reading the class: its threshold mantissa (below) at most ``2**vth_bits`` (precision with
   headroom: Lava's ``v`` is 24-bit and ``vth << 6`` must fit);
-* a spatial conv writing to the class: Lava's Conv has no weight exponent, so its integer weights
-  ``scale_out / scale_in * W`` must fit 8 bits (``[-256, 254]``);
 * the host readout: 16-bit weights.
 
 Then range analysis (:mod:`spikec.passes.range_analysis`) checks every message and state; where one can
@@ -22,11 +20,18 @@ overflow, the class (or gain) responsible is halved and the graph rebuilt, until
 weights ``≈ (s / s_in) W``. A dense group (linear, 1x1 conv) uses Lava's Dense format: 8-bit even mantissas
 ``W_int`` in ``[-256, 254]`` and a shared exponent ``e`` (``e = ceil(log2(max|t| / 254))`` for the target
 ``t = (s / s_in) W``), messages ``(W_int x) * 2**e`` (floor shift). A spatial conv uses ``W_int =`` the
-target rounded to even, no exponent. The bias becomes ``round(s * b)`` messages added every step.
+target rounded to even; Lava's Conv has no weight exponent, so where the target exceeds 8 bits the conv sums
+``t / 2**e`` (``e = ceil(log2(max|t| / 254)) > 0``, its bias at that scale too) and an exact ``qgain 2**e``
+follows it. The bias becomes ``round(s * b)`` messages added every step. Nonzero weights that all quantize to
+0 are an :class:`InputError` naming the layer.
 
 **Input.** The model input is assumed to lie in ``input_range`` (default [0, 1], normalised images) and is
 clipped there: ``x_int = clip(floor(x * 2**input_exp + 0.5))``. Event counts want ``input_exp = 0`` and their
-count range.
+count range. With ``options.calibration``, quantize chooses ``input_exp`` in ``0..options.input_exp``
+(``_calibrate``): every bit of the input costs the encoding layer (the weight op reading the input) a weight
+bit, since its output scale does not depend on the input exponent; the exponent with the smallest
+``sqrt(input_error² + weight_error²)`` wins, the input's rounding error measured on the calibration samples.
+The graph is then built at that exponent and range analysis proves it, as for a given exponent.
 
 **Neurons.** spikingjelly's LIF ``H = V (1 - 1/τ) + X/τ`` (decay_input) maps to Lava's
 ``v = v (1 - dv/4096) + (a << 6)`` with ``du = 4095`` (no current memory), ``dv = round(4096/τ)`` and
@@ -58,10 +63,19 @@ from spikec.passes.base import AnalysisCache, PassResult, Transform
 from spikec.passes.range_analysis import RangeAnalysis, RangeReport
 from spikec.passes.scale_classes import ONE, Scale, ScaleClassAnalysis, ScaleClasses
 
-__all__ = ["QuantizeOptions", "QuantizationReport", "LayerQuantization", "NeuronQuantization", "Quantize",
-           "QuantizeResult", "QUANTIZE_RULES", "UNQUANTIZABLE", "unquantizable"]
+__all__ = ["Calibration", "QuantizeOptions", "QuantizationReport", "LayerQuantization", "NeuronQuantization",
+           "Quantize", "QuantizeResult", "QUANTIZE_RULES", "UNQUANTIZABLE", "unquantizable"]
 
 _MAX_ITERATIONS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """Calibration inputs: ``samples`` (model inputs stacked along any axis: only their values count) and
+    where they came from (a data set's name, or ``random``)."""
+
+    samples: np.ndarray
+    source: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +84,8 @@ class QuantizeOptions:
     input_range: tuple[float, float] = (0.0, 1.0)  # ... clipped to this range (what range analysis assumes)
     vth_bits: int = 12          # threshold mantissas aim at 2**vth_bits
     allow_saturation: bool = False
+    # with calibration, quantize chooses the input exponent in 0..input_exp from it (_calibrate)
+    calibration: Calibration | None = dataclasses.field(default=None, compare=False, hash=False)
 
     def __post_init__(self):
         lo, hi = self.input_range
@@ -110,6 +126,7 @@ class QuantizationReport:
     neurons: list[NeuronQuantization]
     output_scales: list[float]  # float output ≈ integer output / scale
     iterations: int
+    calibration: dict | None = None  # how the input exponent was chosen (_calibrate), None when it was given
 
 
 # ---------------------------------------------------------------- float-graph facts
@@ -189,14 +206,9 @@ def _initial_plan(graph: Graph, classes: ScaleClasses, options: QuantizeOptions)
             kind = _synapse_kind(node)
             if kind == "host":
                 continue  # its scale follows its input's, once that is chosen (_Builder._host_scale)
-            out, inp = classes.scale(node.output), classes.scale(node.inputs[0])
-            if not inp.fixed:
+            if not classes.scale(node.inputs[0]).fixed:
                 raise PassError(f"quantize: {node.describe()} reads the analog output of another weight op; "
                                 "fold or re-parameterize the pair first")
-            peak = float(np.abs(node.attrs["weight"]).max(initial=0.0))
-            if kind == "conv" and peak > 0:
-                limits.setdefault(out.root, []).append(
-                    math.log2(DENSE_MANTISSA_MAX * float(inp.ratio) / (float(out.ratio) * peak)))
     root_exp = {root: math.floor(min(values)) for root, values in limits.items()}
     for root in classes.parent:
         top = classes.find(root)[1]
@@ -216,12 +228,21 @@ def _quantize_weights(weight: np.ndarray, ratio: float, kind: str) -> tuple[np.n
     target = weight.astype(np.float64) * ratio
     peak = float(np.abs(target).max(initial=0.0))
     if kind == "conv":
-        return np.clip(_even_round(target), DENSE_MANTISSA_MIN, DENSE_MANTISSA_MAX).astype(np.int32), 0
+        exp = 0 if peak <= DENSE_MANTISSA_MAX else math.ceil(math.log2(peak / DENSE_MANTISSA_MAX))
+        return np.clip(_even_round(target / 2.0 ** exp), DENSE_MANTISSA_MIN, DENSE_MANTISSA_MAX).astype(np.int32), exp
     if kind == "host":
         exp = 0 if peak <= 32767 else math.ceil(math.log2(peak / 32767))
         return np.clip(np.round(target / 2.0 ** exp), -32767, 32767).astype(np.int32), exp
     exp = 0 if peak == 0 else math.ceil(math.log2(peak / DENSE_MANTISSA_MAX))
     return np.clip(_even_round(target / 2.0 ** exp), DENSE_MANTISSA_MIN, DENSE_MANTISSA_MAX).astype(np.int32), exp
+
+
+def _weight_error(weight: np.ndarray, ratio: float, kind: str) -> tuple[np.ndarray, int, float]:
+    """The integer weights and exponent for ``ratio * weight`` and their relative error
+    ``||W_int 2^e / ratio - W|| / ||W||`` (1 when every weight quantizes to 0)."""
+    w_int, exp = _quantize_weights(weight, ratio, kind)
+    approx = w_int.astype(np.float64) * 2.0 ** exp / ratio
+    return w_int, exp, float(np.linalg.norm(approx - weight) / max(np.linalg.norm(weight), 1e-30))
 
 
 # ---------------------------------------------------------------- building the integer graph
@@ -235,6 +256,8 @@ class _Builder:
         self.knob_of: dict[Node, tuple[str, object]] = {}  # integer node -> ("root", name) | ("gain", float node)
         self.layers: list[LayerQuantization] = []
         self.neurons: list[NeuronQuantization] = []
+        self.zeroed: list[Node] = []  # weight ops with nonzero float weights that all quantize to 0
+        self.layer_of: dict[Node, LayerQuantization] = {}  # float weight op -> its row of the report
 
     def value(self, v: Value) -> Value:
         return self.env[v]
@@ -285,18 +308,26 @@ class _Builder:
             self._host_scale(node, self.scale(node.inputs[0]))
         s_in, s_out = self.scale(node.inputs[0]), self.scale(node.output)
         weight = node.attrs["weight"]
-        w_int, exp = _quantize_weights(weight, s_out / s_in, kind)
-        approx = w_int.astype(np.float64) * 2.0 ** exp * s_in / s_out
-        error = float(np.linalg.norm(approx - weight) / max(np.linalg.norm(weight), 1e-30))
+        w_int, exp, error = _weight_error(weight, s_out / s_in, kind)
+        if not w_int.any() and np.any(weight):
+            self.zeroed.append(node)
         self.layers.append(LayerQuantization(node.module, node.op, kind, s_in, s_out, exp,
                                              int(np.abs(w_int).max(initial=0)), error))
+        self.layer_of[node] = self.layers[-1]
         bias = None if node.attrs["bias"] is None else np.round(node.attrs["bias"].astype(np.float64) * s_out)
         bias = None if bias is None else bias.astype(np.int32)
         knob = ("root", self.classes.scale(node.output).root)
         x = self.value(node.inputs[0])
         if kind == "conv":
             attrs = {k: node.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
-            return self.emit("qconv2d", [x], {"weight": w_int, "bias": bias, **attrs}, node, knob)
+            if exp == 0:
+                return self.emit("qconv2d", [x], {"weight": w_int, "bias": bias, **attrs}, node, knob)
+            # Lava's Conv has no weight exponent: the conv sums at 2**-exp of the output scale (its bias too) and
+            # a power-of-two gain, exact, brings the sum to the output scale
+            bias = None if bias is None else np.round(node.attrs["bias"].astype(np.float64) * s_out / 2.0 ** exp)
+            conv_attrs = {"weight": w_int, "bias": None if bias is None else bias.astype(np.int32), **attrs}
+            y = self.emit("qconv2d", [x], conv_attrs, node, knob)
+            return self.emit("qgain", [y], {"factor": 2 ** exp}, node, knob)
         axis = node.inputs[0].type.rank - 1 if node.op == "linear" else 2
         attrs = {"weight": w_int.reshape(w_int.shape[0], -1), "bias": bias, "weight_exp": exp, "axis": axis,
                  "graded": not spike_valued(node.inputs[0]), "host": kind == "host"}
@@ -348,6 +379,75 @@ def unquantizable(op: str) -> str | None:
     if op in QUANTIZE_RULES or op_traits(op).phase is Phase.BOTH:
         return None
     return UNQUANTIZABLE.get(op, "quantize has no rule for it")
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def _encoding_layers(graph: Graph) -> list[Node]:
+    """The weight ops that read the model input through value-preserving ops only (views, repeat, max-pool):
+    their integer weights are ``scale_out / 2**input_exp * W``, so the input exponent costs them bits."""
+    found, stack, seen = [], [v for n in graph.input_nodes for v in n.outputs], set()
+    while stack:
+        for user in stack.pop().users():
+            if user in seen:
+                continue
+            seen.add(user)
+            if op_traits(user.op).category is OpCategory.WEIGHT and _synapse_kind(user) != "host":
+                found.append(user)
+            elif op_traits(user.op).phase is Phase.BOTH and len(user.inputs) == 1:
+                stack.extend(user.outputs)
+    return [n for n in graph.nodes if n in found]
+
+
+def _input_error(samples: np.ndarray, options: QuantizeOptions, exp: int) -> float:
+    """The relative error ``||x_int 2^-exp - x|| / ||x||`` of the input encoding on ``samples`` (clipped to
+    the input range first: clipping is not rounding)."""
+    lo, hi = options.input_range
+    x = np.clip(samples.astype(np.float64), lo, hi)
+    step = 2.0 ** exp
+    levels = np.clip(np.floor(x * step + 0.5), math.floor(lo * step + 0.5), math.floor(hi * step + 0.5))
+    return float(np.linalg.norm(levels / step - x) / max(np.linalg.norm(x), 1e-30))
+
+
+def _encoding_weight_error(node: Node, layer: LayerQuantization, exp: int) -> float:
+    """The relative weight error of the encoding layer ``node`` at input exponent ``exp``, at its output scale
+    in the graph built at a larger exponent (``layer``): no limit on that scale depends on the input exponent
+    (weights ``scale_out / 2**exp * W`` too large for 8 bits get an exponent, a spatial conv's as a gain)."""
+    return _weight_error(node.attrs["weight"], layer.scale_out / 2.0 ** exp, layer.kind)[2]
+
+
+def _rounded(value: float) -> float:
+    return float(f"{value:.6g}")
+
+
+def _calibrate(graph: Graph, builder: _Builder, options: QuantizeOptions) -> tuple[int, dict]:
+    """Choose the input exponent in ``0..options.input_exp`` (the graph built at ``options.input_exp`` is
+    ``builder``): the one with the smallest estimated relative error of the encoding layers' output,
+    ``sqrt(input_error² + weight_error²)``: the input's rounding error measured on the calibration samples,
+    and the worst encoding layer's weight rounding error. Ties go to the larger exponent."""
+    data = options.calibration
+    samples = np.asarray(data.samples)
+    encoders = _encoding_layers(graph)
+    info = {"samples": int(samples.shape[0]) if samples.ndim else 0, "source": data.source,
+            "min": _rounded(float(samples.min(initial=0.0))), "max": _rounded(float(samples.max(initial=0.0)))}
+    if not encoders:
+        return options.input_exp, {**info, "input_exp": options.input_exp, "candidates": [],
+                                   "why": "no weight op reads the input: kept the model's input exponent"}
+    candidates = []
+    for exp in range(options.input_exp, -1, -1):
+        errors = [(_encoding_weight_error(n, builder.layer_of[n], exp), n.module) for n in encoders]
+        weight_error, module = max(errors, key=lambda e: e[0])
+        input_error = _input_error(samples, options, exp)
+        candidates.append({"input_exp": exp, "input_error": _rounded(input_error), "weight_error":
+                           _rounded(weight_error), "layer": module, "error": _rounded(math.hypot(input_error,
+                                                                                                  weight_error))})
+    best = min(candidates, key=lambda c: (c["error"], -c["input_exp"]))
+    rounding = "none" if best["input_error"] == 0 else f"{100 * best['input_error']:.2f}%"
+    why = (f"2**-{best['input_exp']} gives the smallest estimated error of the encoding layer's output, "
+           f"{100 * best['error']:.2f}% (input rounding error on the {info['samples']} {data.source} samples: "
+           f"{rounding}; weight rounding error in {best['layer']}: {100 * best['weight_error']:.2f}%)")
+    return best["input_exp"], {**info, "input_exp": best["input_exp"], "why": why, "candidates": candidates}
 
 
 def _check_quantizable(graph: Graph) -> None:
@@ -409,31 +509,18 @@ class Quantize(Transform):
 
     def apply(self, graph: Graph, analyses: AnalysisCache) -> QuantizeResult:
         options = self.options
-        classes = ScaleClassAnalysis(options.input_exp)(graph, analyses)
-        plan = _initial_plan(graph, classes, options)
-        for iteration in range(1, _MAX_ITERATIONS + 1):
-            builder = _Builder(graph, classes, plan, options)
-            integer = builder.build()
-            ranges = RangeAnalysis()(integer)
-            problems = _overflows(ranges, options)
-            if not problems:
-                outputs = [builder.scale(v) for v in graph.output_node.inputs]
-                report = QuantizationReport(options.input_exp, tuple(options.input_range), builder.layers,
-                                            builder.neurons, outputs, iteration)
-                return QuantizeResult(integer, True, report=report, ranges=ranges)
-            for knob in {builder.knob_of.get(p.node) for p in problems}:
-                if knob is None:
-                    continue
-                kind, key = knob
-                if kind == "root":
-                    plan.root_exp[key] -= 1
-                elif plan.gain_exp.get(key, 0) > 0:
-                    plan.gain_exp[key] -= 1
-            if all(builder.knob_of.get(p.node) is None for p in problems):
-                break
-        first = problems[0]
-        raise PassError(f"{first.node.describe()}: {first.message}; no choice of scales avoids it "
-                        "(pass --allow-saturation to accept saturating neurons)")
+        builder, integer, ranges, iterations = _build_proven(graph, analyses, options)
+        calibration = None
+        if options.calibration is not None:
+            exp, calibration = _calibrate(graph, builder, options)
+            if exp != options.input_exp:
+                options = dataclasses.replace(options, input_exp=exp, calibration=None)
+                builder, integer, ranges, iterations = _build_proven(graph, analyses, options)
+        _check_nonzero(graph, builder)
+        outputs = [builder.scale(v) for v in graph.output_node.inputs]
+        report = QuantizationReport(options.input_exp, tuple(options.input_range), builder.layers, builder.neurons,
+                                    outputs, iterations, calibration)
+        return QuantizeResult(integer, True, report=report, ranges=ranges)
 
     def ensures(self, graph: Graph, result: QuantizeResult) -> None:
         problem = next((p for p in map(_not_integer, result.graph.nodes) if p is not None), None)
@@ -442,3 +529,43 @@ class Quantize(Transform):
         overflows = _overflows(result.ranges, self.options)
         if overflows:
             raise PassError(f"{overflows[0]}: the quantized graph can overflow")
+
+
+def _check_nonzero(graph: Graph, builder: _Builder) -> None:
+    """Refuse a weight op whose nonzero weights all quantize to 0: it would compute nothing."""
+    if not builder.zeroed:
+        return
+    node = builder.zeroed[0]
+    layer = builder.layer_of[node]
+    hint = ("a smaller --input-exp (or --calibrate) gives it more weight bits" if node in _encoding_layers(graph)
+            else "range analysis proves no larger output scale free of overflow")
+    raise InputError(f"quantize: {node.describe()}: every weight quantizes to 0 (input scale {layer.scale_in:g}, "
+                     f"output scale {layer.scale_out:g}, largest |weight| "
+                     f"{float(np.abs(node.attrs['weight']).max()):.3g}); {hint}")
+
+
+def _build_proven(graph: Graph, analyses: AnalysisCache, options: QuantizeOptions):
+    """Build the integer graph, halving the scale or gain responsible for each overflow range analysis finds
+    until it finds none: ``(builder, integer graph, ranges, iterations)``."""
+    classes = ScaleClassAnalysis(options.input_exp)(graph, analyses)
+    plan = _initial_plan(graph, classes, options)
+    for iteration in range(1, _MAX_ITERATIONS + 1):
+        builder = _Builder(graph, classes, plan, options)
+        integer = builder.build()
+        ranges = RangeAnalysis()(integer)
+        problems = _overflows(ranges, options)
+        if not problems:
+            return builder, integer, ranges, iteration
+        for knob in {builder.knob_of.get(p.node) for p in problems}:
+            if knob is None:
+                continue
+            kind, key = knob
+            if kind == "root":
+                plan.root_exp[key] -= 1
+            elif plan.gain_exp.get(key, 0) > 0:
+                plan.gain_exp[key] -= 1
+        if all(builder.knob_of.get(p.node) is None for p in problems):
+            break
+    first = problems[0]
+    raise PassError(f"{first.node.describe()}: {first.message}; no choice of scales avoids it "
+                    "(pass --allow-saturation to accept saturating neurons)")

@@ -8,6 +8,7 @@ domain; one that does not is a bug in the analysis (``Report.disagreements``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator
 
 import numpy as np
@@ -17,7 +18,7 @@ from spikec.errors import InputError, PassError, VerifyError
 from spikec.ir import Graph, Node
 
 __all__ = ["verify", "verify_graph", "check_observations", "load_data", "compile", "compile_source", "quantize_options",
-           "check_resources", "simulate"]
+           "check_resources", "simulate", "report"]
 
 DISTINCT_CAP = 1 << 16  # beyond this many distinct values an operand keeps only min, max and integrality
 
@@ -36,18 +37,54 @@ def verify(model, example_input, *, strict: bool = False, observe: int = 0, data
     return verify_graph(graph, strict=strict, observe=observe, data=data, seed=seed)
 
 
+@dataclasses.dataclass(frozen=True)
+class Calibrate:
+    """What a compile calibrates its input exponent on (:mod:`spikec.passes.quantize`, ``_calibrate``): the
+    first ``samples`` inputs of ``data`` (stacked along the batch axis of the input layout), or that many
+    random inputs uniform in the input range when there is no data. ``samples = 0``: no calibration."""
+
+    samples: int = 64
+    data: np.ndarray | None = None
+    name: str = "data"
+
+
+def calibration_samples(calibrate: Calibrate, input_shape, layout: str, input_range, seed: int = 0,
+                        name: str = "the model"):
+    """The :class:`~spikec.passes.quantize.Calibration` ``calibrate`` asks for, samples first, for the model
+    ``name`` taking ``input_shape`` (batch 1) in ``layout``; None for ``samples = 0``."""
+    from spikec.passes.quantize import Calibration
+    from spikec.simulation import batch_axis, check_data_shape
+
+    if calibrate.samples < 0:
+        raise InputError(f"--calibrate takes a number of samples >= 0, got {calibrate.samples}")
+    if calibrate.samples == 0:
+        return None
+    axis = batch_axis(layout)
+    if calibrate.data is None:
+        shape = (calibrate.samples, *(d for i, d in enumerate(input_shape) if i != axis))
+        samples = np.random.default_rng(seed).uniform(input_range[0], input_range[1], shape).astype(np.float32)
+        return Calibration(samples, "random")
+    data = np.asarray(calibrate.data)
+    check_data_shape(data, tuple(input_shape), layout, name)
+    count = min(calibrate.samples, data.shape[axis])
+    return Calibration(np.moveaxis(np.take(data, np.arange(count), axis=axis), axis, 0).astype(np.float32),
+                       calibrate.name)
+
+
 def quantize_options(loaded=None, *, input_exp: int | None = None, input_range=None,
-                     allow_saturation: bool = False):
+                     allow_saturation: bool = False, calibration=None):
     """The quantizer's options: what the caller chose, else what fits the model's input
     (:class:`~spikec.frontends.torch.LoadedModel` ``input_exp``/``input_range``), else images in [0, 1] at
-    8 fractional bits."""
+    8 fractional bits. With ``calibration`` and no ``input_exp``, quantize chooses the input exponent up to
+    that default from the calibration samples; a given ``input_exp`` overrides calibration."""
     from spikec.passes.quantize import QuantizeOptions
 
     defaults = QuantizeOptions()
     exp = input_exp if input_exp is not None else getattr(loaded, "input_exp", defaults.input_exp)
     lo_hi = input_range if input_range is not None else getattr(loaded, "input_range", defaults.input_range)
     return QuantizeOptions(input_exp=int(exp), input_range=(float(lo_hi[0]), float(lo_hi[1])),
-                           allow_saturation=allow_saturation)
+                           allow_saturation=allow_saturation,
+                           calibration=None if input_exp is not None else calibration)
 
 
 def compile(model, example_input, *, target: str = "intsim", input_layout: str = "B", input_exp: int | None = None,
@@ -64,16 +101,21 @@ def compile(model, example_input, *, target: str = "intsim", input_layout: str =
 
 
 def compile_source(source, *, target: str = "intsim", input_exp: int | None = None, input_range=None,
-                   allow_saturation: bool = False, seed: int = 0, callback=None):
+                   allow_saturation: bool = False, seed: int = 0, callback=None,
+                   calibrate: Calibrate = Calibrate()):
     """Load the model a :class:`~spikec.frontends.torch.ModelSource` names, trace it and compile it, as
     ``spikec compile`` does; returns ``(loaded, compiled)``. ``callback(pass, result)`` runs after every pass
-    of the compile pipeline (:mod:`spikec.passes.manager`), e.g. to print the IR."""
+    of the compile pipeline (:mod:`spikec.passes.manager`), e.g. to print the IR. Without ``input_exp`` the
+    input exponent is calibrated as ``calibrate`` says (:class:`Calibrate`)."""
     from spikec.compiler import compile_graph
     from spikec.frontends.torch import trace_source
 
     loaded, traced = trace_source(source, seed)
+    lo_hi = quantize_options(loaded, input_range=input_range).input_range
+    calibration = None if input_exp is not None else calibration_samples(
+        calibrate, loaded.input_shape, loaded.input_layout, lo_hi, seed, loaded.name)
     options = quantize_options(loaded, input_exp=input_exp, input_range=input_range,
-                               allow_saturation=allow_saturation)
+                               allow_saturation=allow_saturation, calibration=calibration)
     compiled = compile_graph(traced.graph, loaded.name, loaded.input_shape, loaded.input_layout, target, options,
                              callback)
     return loaded, compiled
@@ -111,6 +153,21 @@ def simulate(model, x, y=None, *, backends=None, compare: str | None = None, bat
                     progress=progress)
 
 
+def report(model, data, out_dir: str, *, progress=None, **options) -> dict:
+    """SOPs, firing rates and energy per layer of ``model`` on ``data`` under the energy models of
+    ``spikec report``, written with its plots into ``out_dir``; returns the report's JSON
+    (:func:`spikec.reporting.report`). ``options``: the fields of :class:`spikec.reporting.ReportOptions`
+    (``fmt``, ``backend``, ``limit``, ``sew_as_ac``, ``raster``, ``raster_sample``, ``batch_size``), and
+    :func:`compile`'s ``input_exp``, ``input_range``, ``allow_saturation`` for a model compiled here."""
+    import dataclasses
+
+    from spikec.reporting import ReportOptions, report as make
+
+    fields = {f.name for f in dataclasses.fields(ReportOptions)}
+    chosen = ReportOptions(**{k: v for k, v in options.items() if k in fields})
+    return make(model, data, out_dir, chosen, progress, {k: v for k, v in options.items() if k not in fields})
+
+
 def verify_graph(graph: Graph, *, strict: bool = False, observe: int = 0, data=None, seed: int = 0,
                  data_name: str = "data") -> Report:
     """:func:`verify` on a traced graph (the CLI's entry point)."""
@@ -144,12 +201,10 @@ def check_observations(report: Report) -> None:
 
 
 def load_data(path: str) -> np.ndarray:
-    """The array ``x`` of a ``.npz`` file (:func:`spikec.datasets.load_npz_data`), which must hold numbers."""
+    """The array ``x`` of a ``.npz`` file (:func:`spikec.datasets.load_npz_data`: finite real numbers)."""
     from spikec.datasets import load_npz_data
 
     x, _ = load_npz_data(path)
-    if x.dtype.kind not in "biuf":
-        raise InputError(f"{path}: x has dtype {x.dtype}; inputs must be numbers")
     return x
 
 

@@ -11,11 +11,12 @@ import sys
 import click
 
 from spikec import __version__
-from spikec.cli_common import handle_errors, model_options
+from spikec.cli_common import SpikecGroup, handle_errors, model_options
 from spikec.cli_numerics import compile_command, simulate_command
+from spikec.cli_report import report_command
 from spikec.errors import InputError
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=SpikecGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="spikec")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
 def main(debug: bool) -> None:
@@ -76,7 +77,7 @@ def _emit_report(report, fmt: str) -> None:
 @click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True,
               help="Exit 1 when a finding is at least this severe.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 whatever the findings (bad input still exits 2).")
-@click.option("--observe", type=click.IntRange(min=0), default=0, metavar="N",
+@click.option("--observe", type=click.IntRange(0, 100_000), default=0, metavar="N",
               help="Also run N inputs through the float interpreter and show the values each checked op reads.")
 @click.option("--data", "data_path", metavar="FILE.npz",
               help="Inputs for --observe: array x, inputs stacked along the batch axis (default: random inputs).")
@@ -134,6 +135,7 @@ def zoo(fmt):
 
 main.add_command(compile_command)
 main.add_command(simulate_command)
+main.add_command(report_command)
 
 if __name__ == "__main__":
     main()

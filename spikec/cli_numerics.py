@@ -40,6 +40,11 @@ def _quantize_options(command):
                           "normalised image wants e.g. -3,3."),
         click.option("--allow-saturation", is_flag=True,
                      help="Accept neurons whose membrane can saturate at 24 bits instead of failing."),
+        click.option("--calibrate", type=click.IntRange(min=0), default=None, metavar="N",
+                     help="Choose the input exponent (up to the default) from N samples of the data, or N random "
+                          "inputs in the input range without data: the one with the smallest estimated error "
+                          "of the encoding layer's output (input and weight rounding). 0: no calibration. "
+                          "Default: 64. --input-exp sets the exponent instead (the two exclude each other)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -95,8 +100,11 @@ def _ir_printer(name: str | None):
                    "pass); --passes lists them.")
 @click.option("--passes", is_flag=True, is_eager=True, expose_value=False, callback=_list_passes,
               help="List the passes of the compile pipeline, one a line, and exit.")
-def compile_command(source, target, out_dir, force, input_exp, input_range, allow_saturation, explain, strict,
-                    print_ir_after):
+@click.option("--data", default=None,
+              help="Calibration data: 'digits' (scikit-learn's digits test split) or a .npz with an array x "
+                   "stacking inputs along the batch axis. Default: random inputs in the input range.")
+def compile_command(source, target, out_dir, force, input_exp, input_range, allow_saturation, calibrate, explain,
+                    strict, print_ir_after, data):
     """Compile MODEL to integers with Lava's fixed-point rules and write an artifact directory.
 
     The artifact holds manifest.json (scales, ranges, versions, the IR as JSON), model.ir and weights.npz.
@@ -117,8 +125,10 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
     from spikec.compiler import check_output_dir
 
     check_output_dir(out_dir, force)
+    x = None if data is None or input_exp is not None else _load_data(data, None, source.input_layout)[0]
     _, compiled = compile_source(source, target=target, input_exp=input_exp, input_range=input_range,
-                                 allow_saturation=allow_saturation, callback=_ir_printer(print_ir_after))
+                                 allow_saturation=allow_saturation, callback=_ir_printer(print_ir_after),
+                                 calibrate=_calibrate(calibrate, input_exp, x, data))
     resources = getattr(compiled.lowered, "resources", None)
     if resources is not None:
         _report_resources(resources, strict)
@@ -130,11 +140,23 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
     click.echo(f"compiled {compiled.name} for {target}: {len(compiled.graph.nodes)} integer ops, "
                f"{len(q.layers)} synapse groups, {len(q.neurons)} neuron groups, input in [{lo:g}, {hi:g}] "
                f"at 2**-{q.input_exp} -> {out_dir}", err=True)
+    if q.calibration is not None:
+        click.echo(f"calibrated input exponent: {q.calibration['why']}", err=True)
     if worst is not None:
         click.echo(f"largest weight quantization error: {100 * worst.relative_error:.2f}% ({worst.module})", err=True)
     if explain:
         for skip in compiled.skipped:
             click.echo(f"note: {skip}", err=True)
+
+
+def _calibrate(calibrate: int | None, input_exp: int | None, x, data_name: str | None):
+    """What --calibrate asks for (:class:`spikec.api.Calibrate`); it and --input-exp exclude each other."""
+    from spikec.api import Calibrate
+
+    if calibrate is not None and input_exp is not None:
+        raise InputError("--input-exp and --calibrate exclude each other: --input-exp sets the exponent that "
+                         "--calibrate would choose")
+    return Calibrate(Calibrate.samples if calibrate is None else calibrate, x, data_name or "data")
 
 
 def _report_resources(resources: dict, strict: bool) -> None:
@@ -200,7 +222,7 @@ def _layout_of(source) -> str:
 @_quantize_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def simulate_command(source, backends, compare_with, lava_models, data, limit, batch_size, input_exp, input_range,
-                     allow_saturation, fmt):
+                     allow_saturation, calibrate, fmt):
     """Run MODEL (a model, or a directory written by `spikec compile`) on data with several backends.
 
     Prints accuracy (when the data has labels), time per sample, prediction agreement between backends and
@@ -220,11 +242,12 @@ def simulate_command(source, backends, compare_with, lava_models, data, limit, b
     chosen = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
     x, y = _load_data(data, limit, _layout_of(source))
     artifact = bool(source.checkpoint and os.path.isdir(source.checkpoint))
-    if artifact and (input_exp is not None or input_range is not None or allow_saturation):
-        raise InputError(f"{source.checkpoint} is already compiled: --input-exp, --input-range and "
-                         "--allow-saturation apply when simulating a model; recompile the artifact to change them")
+    if artifact and (input_exp is not None or input_range is not None or allow_saturation or calibrate is not None):
+        raise InputError(f"{source.checkpoint} is already compiled: --input-exp, --input-range, --allow-saturation "
+                         "and --calibrate apply when simulating a model; recompile the artifact to change them")
     plan = SimulationPlan.of(source.checkpoint if artifact else source, x, input_exp=input_exp,
-                             input_range=input_range, allow_saturation=allow_saturation)
+                             input_range=input_range, allow_saturation=allow_saturation,
+                             calibrate=_calibrate(calibrate, input_exp, x, data))
 
     def progress(batches):
         with click.progressbar(batches, label="simulating", file=sys.stderr) as bar:

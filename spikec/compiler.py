@@ -104,7 +104,7 @@ class CompiledModel:
             "files": {"ir": "model.ir", "weights": "weights.npz"},
             "quantization": {
                 "input_exp": q.input_exp, "input_range": list(q.input_range), "output_scales": q.output_scales,
-                "iterations": q.iterations,
+                "iterations": q.iterations, "calibration": q.calibration,
                 "layers": [dataclasses.asdict(layer) for layer in q.layers],
                 "neurons": [dataclasses.asdict(n) for n in q.neurons],
             },

@@ -63,7 +63,7 @@ def _float(plan, lava_models):
 def _intsim(plan, lava_models):
     from spikec.simulation import intsim_runner
 
-    return intsim_runner(plan.compiled.graph, plan.compiled.output_scales[0])
+    return intsim_runner(plan.compiled.graph, plan.compiled.output_scales[0], getattr(plan.compiled, "ranges", None))
 
 
 def _lava(plan, lava_models):

@@ -17,10 +17,12 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from spikec.budget import check_simulation_memory
 from spikec.errors import InputError
 from spikec.ir.ops import OpCategory, Phase, ops_with
 
-__all__ = ["SimulationPlan", "SimulationReport", "simulate", "batch_axis", "check_data_shape", "FORMAT_VERSION"]
+__all__ = ["SimulationPlan", "SimulationReport", "simulate", "batch_axis", "check_data_shape", "fidelity",
+           "AGREEMENT_FLOOR", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 
@@ -71,6 +73,7 @@ class SimulationReport:
     layers: list[dict]
     bit_exact: object | None = None
     input_clipping: dict | None = None
+    fidelity: dict | None = None
 
     @property
     def exact(self) -> bool:
@@ -84,6 +87,7 @@ class SimulationReport:
                                 "seconds": round(self.seconds[name], 4)} for name in self.accuracy},
             "agreement": self.agreement, "layers": self.layers,
             **({"input_clipping": self.input_clipping} if self.input_clipping else {}),
+            **({"fidelity": self.fidelity} if self.fidelity else {}),
             **(self.bit_exact.to_json() if self.bit_exact is not None else {}),
         }
 
@@ -104,7 +108,47 @@ class SimulationReport:
                 values = ", ".join(f"{100 * v:.2f}%" for v in layer["agreement"].values())
                 marker = "  <- lowest" if layer is worst and min(worst["agreement"].values()) < 1 else ""
                 lines.append(f"    {layer['index']:3} {layer['module'] or '-':40} {values}{marker}")
+        lines += _fidelity_text(self.fidelity) if self.fidelity else []
         return "\n".join(lines) + "\n" + (self.bit_exact.to_text() if self.bit_exact is not None else "")
+
+
+AGREEMENT_FLOOR = 0.99
+"""The spike agreement with the float model below which the fidelity report names a neuron layer."""
+
+
+def _fidelity_text(fidelity: dict) -> list[str]:
+    lines = ["  weight quantization error per synapse group (compile's quantization report):"]
+    lines += [f"    {row['module'] or '-':44} {row['kind']:5} {100 * row['relative_error']:7.2f}%"
+              for row in fidelity["weight_error"]]
+    first, floor = fidelity["first_below"], f"{100 * fidelity['agreement_floor']:.0f}%"
+    if fidelity["reference"] is None:
+        lines.append("  spike agreement with the float model: not measured (run float or torch with intsim)")
+    elif first is None:
+        lines.append(f"  every neuron layer agrees with the float model on >= {floor} of its spikes")
+    else:
+        lines.append(f"  first neuron layer below {floor} spike agreement ({fidelity['reference']}): {first['index']} "
+                     f"{first['module'] or '-'} ({first['source'] or 'no source line'}): "
+                     f"{100 * first['agreement']:.2f}%")
+    return lines
+
+
+def fidelity(compiled, layers: list[dict]) -> dict:
+    """The per-layer fidelity of an integer model: the weight quantization error of every synapse group (from
+    the compile's quantization report, ``compiled`` a CompiledModel or an Artifact) and the first neuron layer
+    whose spikes agree with the float model's (``layers``, the float/intsim agreement) less than
+    :data:`AGREEMENT_FLOOR`, with its module path and source line."""
+    manifest = getattr(compiled, "manifest", None)
+    rows = manifest["quantization"]["layers"] if manifest is not None else \
+        [dataclasses.asdict(layer) for layer in compiled.quantization.layers]
+    neurons = [n for n in compiled.graph.nodes if n.op in ops_with(category=OpCategory.NEURON, phase=Phase.INTEGER)]
+    reference = "float/intsim" if layers and "float/intsim" in layers[0]["agreement"] else None
+    first = next((layer for layer in layers if reference and layer["agreement"][reference] < AGREEMENT_FLOOR), None)
+    if first is not None:
+        locs = neurons[first["index"]].locs
+        first = {"index": first["index"], "module": first["module"], "agreement": first["agreement"][reference],
+                 "source": locs[0].file_line if locs and locs[0].file_line else None}
+    return {"weight_error": [{k: row[k] for k in ("module", "op", "kind", "relative_error")} for row in rows],
+            "agreement_floor": AGREEMENT_FLOOR, "reference": reference, "first_below": first}
 
 
 def batch_axis(layout: str) -> int:
@@ -136,10 +180,12 @@ def check_data_shape(x: np.ndarray, input_shape: tuple[int, ...], layout: str, w
 
 
 def simulate(name: str, x: np.ndarray, y: np.ndarray | None, runners: dict[str, Callable],
-             batch_size: int = 64, progress: Callable | None = None, layout: str = "B") -> SimulationReport:
+             batch_size: int = 64, progress: Callable | None = None, layout: str = "B",
+             spikes_of: dict[str, Callable] | None = None) -> SimulationReport:
     """Run every runner on ``x`` in batches along the batch axis of ``layout``. A runner maps a float batch
     to ``(logits, layer_spikes)`` where ``layer_spikes`` is a list of neuron-layer spike arrays, or None
-    when it has none."""
+    when it has none. ``spikes_of``: runners run for their layer spikes only (compared, not reported as a
+    backend)."""
     axis = batch_axis(layout)
     if x.ndim <= axis or x.shape[axis] == 0:
         raise InputError("the data set is empty")
@@ -156,7 +202,8 @@ def simulate(name: str, x: np.ndarray, y: np.ndarray | None, runners: dict[str, 
             tallies[backend].predictions.append(np.asarray(logits).argmax(axis=-1))
             if spikes is not None:
                 layer_spikes[backend] = spikes
-        layers.add(layer_spikes)
+        reference = {backend: run(batch)[1] for backend, run in (spikes_of or {}).items()}
+        layers.add({**reference, **layer_spikes})   # the reference first: its pairs read "float/intsim"
     predictions = {k: np.concatenate(t.predictions) for k, t in tallies.items()}
     accuracy = {k: (None if y is None else float((p == y).mean())) for k, p in predictions.items()}
     agreement = {f"{a}/{b}": float((predictions[a] == predictions[b]).mean())
@@ -213,8 +260,10 @@ class SimulationPlan:
         if isinstance(model, (Artifact, CompiledModel)):
             return cls(model.name, model, model.input_shape, model.input_layout)
         if isinstance(model, ModelSource):
-            from spikec.api import compile_source
+            from spikec.api import Calibrate, compile_source
 
+            # calibrated on the data it is simulated on, unless the caller says otherwise
+            compile_options.setdefault("calibrate", Calibrate(data=np.asarray(x)))
             loaded, compiled = compile_source(model, **compile_options)
             return cls(loaded.name, compiled, loaded.input_shape, loaded.input_layout, loaded.module,
                        compiled.float_graph)
@@ -283,6 +332,7 @@ class SimulationPlan:
         chosen = self.choose(backends, compare)
         x = np.ascontiguousarray(x, dtype=np.float32)
         check_data_shape(x, self.input_shape, self.layout, self.name)
+        check_simulation_memory(self.compiled.graph, min(batch_size, x.shape[batch_axis(self.layout)]))
         runners = self.runners(chosen, lava_models)
         watch = None
         if compare is not None:
@@ -290,9 +340,13 @@ class SimulationPlan:
 
             watch = BitExactWatch(compare, "lava")
             runners = {b: watch.wrap(b, r) if b in (compare, "lava") else r for b, r in runners.items()}
-        report = simulate(self.name, x, y, runners, batch_size, progress, self.layout)
+        # torch has no layer spikes: the float interpreter (the traced module, exactly) gives intsim's reference
+        reference = {"float": float_runner(self.float_graph)} if "intsim" in chosen and "float" not in chosen \
+            and "torch" in chosen and self.float_graph is not None else None
+        report = simulate(self.name, x, y, runners, batch_size, progress, self.layout, reference)
         report.bit_exact = watch
         report.input_clipping = input_clipping(self.compiled.graph, x)
+        report.fidelity = fidelity(self.compiled, report.layers) if "intsim" in chosen else None
         return report
 
 
@@ -335,13 +389,22 @@ def float_runner(graph) -> Callable:
     return run
 
 
-def intsim_runner(graph, output_scale: float) -> Callable:
+def intsim_runner(graph, output_scale: float, ranges=None) -> Callable:
+    """intsim on the compiled graph. ``ranges`` is the compile's range report; without one (a loaded artifact)
+    the analysis runs once here rather than on every batch. Either lets intsim use its proven fast rules."""
     from spikec.backends.intsim.interpreter import run_intsim
+    from spikec.errors import SpikecError
+    from spikec.passes.range_analysis import analyze_ranges
 
+    if ranges is None:
+        try:
+            ranges = analyze_ranges(graph)
+        except SpikecError:         # nothing proved: intsim runs its reference rules
+            ranges = None
     neuron_ops = ops_with(category=OpCategory.NEURON, phase=Phase.INTEGER)
     neurons = [n for n in graph.nodes if n.op in neuron_ops]
 
     def run(batch):
-        result = run_intsim(graph, [batch], keep_values=True)
+        result = run_intsim(graph, [batch], keep_values=True, ranges=ranges)
         return result.outputs[0] / output_scale, [(n.module, result.of(n)) for n in neurons]
     return run

@@ -41,3 +41,16 @@ def test_api_and_cli_agree_on_the_digits_checkpoints(tmp_path, checkpoint):
     assert {b: shown["backends"][b]["accuracy"] for b in shown["backends"]} == report.accuracy
     assert shown["agreement"] == report.agreement
     assert report.accuracy["intsim"] > 0.95         # a trained model, compiled faithfully
+
+
+def test_api_and_cli_calibrate_a_checkpoint_on_the_data_they_simulate():
+    path = os.path.join(CHECKPOINTS, "spikingformer-cifar.pt")
+    x, y = load_digits_split("test")
+    cli = CliRunner().invoke(main, ["simulate", path, "--limit", "100", "--format", "json"])
+    assert cli.exit_code == 0, cli.stderr
+    report = spikec.simulate(ModelSource(checkpoint=path), x[:100], y[:100])
+    shown = json.loads(cli.stdout)
+    assert {b: shown["backends"][b]["accuracy"] for b in shown["backends"]} == report.accuracy
+    assert shown["fidelity"] == report.fidelity and report.fidelity["reference"] == "float/intsim"
+    compiled = spikec.api.compile_source(ModelSource(checkpoint=path), calibrate=spikec.api.Calibrate(data=x[:100]))[1]
+    assert compiled.quantization.calibration["source"] == "data" and compiled.quantization.input_exp < 8

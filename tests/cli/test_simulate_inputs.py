@@ -134,7 +134,7 @@ def test_time_major_data_stacked_sample_first_is_refused_with_a_hint(tmp_path):
 
 def test_input_range_is_compiled_recorded_and_clipping_is_reported(tmp_path):
     out_dir = tmp_path / "a"
-    code, _, err = run("compile", *MODEL, "--input-range", "-1,1", "-o", out_dir)
+    code, _, err = run("compile", *MODEL, "--input-range", "-1,1", "--input-exp", "8", "-o", out_dir)
     assert code == 0, err
     assert "input in [-1, 1] at 2**-8" in err
     manifest = json.loads((out_dir / "manifest.json").read_text())

@@ -1,0 +1,70 @@
+"""quantize's calibration: the input exponent it chooses from calibration samples, the estimate it chooses by
+(the encoding layer's weight error at the chosen exponent is the one the built graph has), exact data, and the
+error for weights that all quantize to 0."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import graph_from_text
+from spikec.errors import InputError
+from spikec.passes.quantize import Calibration, Quantize, QuantizeOptions
+
+ENCODER = """\
+graph @enc {
+  %0 = input() {name = "x", layout = "B"} : f32[1,2,3,8,8]
+  %1 = repeat_time(%0) {T = 2} : f32[2,2,3,8,8]
+  %2 = conv2d(%1) {weight = @conv.weight : f32[6,3,3,3], bias = none, stride = [1, 1], padding = [1, 1], \
+dilation = [1, 1], groups = 1} : f32[2,2,6,8,8] loc("conv" at "m.py":1)
+  %3 = lif(%2) {tau = 2.0, v_threshold = 1.0, v_reset = 0.0, decay_input = true} : f32[2,2,6,8,8] loc("n" at "m.py":2)
+  %4 = mean(%3) {axes = [0], keepdim = false} : f32[1,2,6,8,8]
+  %5 = reshape(%4) {shape = [384]} : f32[1,2,384]
+  %6 = linear(%5) {weight = @head.weight : f32[3,384], bias = none} : f32[1,2,3] loc("head" at "m.py":3)
+  output(%6) {layouts = [0]}
+}
+"""
+
+
+def _calibrated(samples: np.ndarray, source: str = "test", **weights):
+    options = QuantizeOptions(calibration=Calibration(samples.astype(np.float32), source))
+    return Quantize(options)(graph_from_text(ENCODER, **weights)).report
+
+
+def _conv_error(report) -> float:
+    return next(layer.relative_error for layer in report.layers if layer.module == "conv")
+
+
+def test_calibration_trades_input_bits_for_encoding_weight_bits():
+    samples = np.random.default_rng(1).uniform(0, 1, (16, 3, 8, 8))
+    report = _calibrated(samples)
+    cal = report.calibration
+    by_exp = {c["input_exp"]: c for c in cal["candidates"]}
+    assert sorted(by_exp) == list(range(9)) and cal["samples"] == 16 and cal["source"] == "test"
+    assert report.input_exp == cal["input_exp"] == min(by_exp, key=lambda e: (by_exp[e]["error"], -e))
+    assert 0 < report.input_exp < 8
+    assert by_exp[report.input_exp]["error"] < by_exp[8]["error"]
+    # the estimate is the weight error of the graph quantize then builds at the chosen exponent
+    assert by_exp[report.input_exp]["weight_error"] == pytest.approx(_conv_error(report), rel=1e-5)
+    fixed = Quantize(QuantizeOptions(input_exp=8))(graph_from_text(ENCODER)).report
+    assert fixed.calibration is None and _conv_error(fixed) == pytest.approx(by_exp[8]["weight_error"], rel=1e-5)
+
+
+def test_data_on_a_grid_is_encoded_exactly():
+    samples = np.random.default_rng(2).integers(0, 17, (16, 3, 8, 8)) / 16.0   # digits' pixels: k/16
+    cal = _calibrated(samples, "digits").calibration
+    by_exp = {c["input_exp"]: c for c in cal["candidates"]}
+    assert [e for e in by_exp if by_exp[e]["input_error"] == 0] == [8, 7, 6, 5, 4]
+    assert cal["input_exp"] >= 4 and "input rounding error on the 16 digits samples: none" in cal["why"]
+
+
+def test_calibration_is_deterministic():
+    samples = np.random.default_rng(3).uniform(0, 1, (8, 3, 8, 8))
+    assert _calibrated(samples) == _calibrated(samples.copy())
+
+
+def test_weights_that_all_quantize_to_zero_are_an_error_naming_the_layer():
+    tiny = np.full((6, 3, 3, 3), 1e-6, np.float32)
+    graph = graph_from_text(ENCODER, **{"conv.weight": tiny})
+    with pytest.raises(InputError, match=r"conv2d in conv \(m.py:1\): every weight quantizes to 0 .*smaller --input-exp"):
+        Quantize(QuantizeOptions(input_exp=8))(graph)
