@@ -8,9 +8,9 @@ import os
 import sys
 
 import click
-import numpy as np
 
 from spikec.cli_common import handle_errors, model_options
+from spikec.datasets import load_data
 from spikec.errors import InputError
 from spikec.registry import BACKENDS, TARGETS
 
@@ -125,7 +125,7 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
     from spikec.compiler import check_output_dir
 
     check_output_dir(out_dir, force)
-    x = None if data is None or input_exp is not None else _load_data(data, None, source.input_layout)[0]
+    x = None if data is None or input_exp is not None else load_data(data, source.input_layout)[0]
     _, compiled = compile_source(source, target=target, input_exp=input_exp, input_range=input_range,
                                  allow_saturation=allow_saturation, callback=_ir_printer(print_ir_after),
                                  calibrate=_calibrate(calibrate, input_exp, x, data))
@@ -168,22 +168,6 @@ def _report_resources(resources: dict, strict: bool) -> None:
                f"{totals['host_processes']} on the embedded/host CPU, {totals['probe_processes']} probes", err=True)
     for line in resources["violations"]:
         click.echo(f"{'error' if strict else 'warning'}: Loihi 2 limit exceeded: {line}", err=True)
-
-
-def _load_data(data: str, limit: int | None, layout: str):
-    from spikec.datasets import load_digits_split, load_npz_data
-    from spikec.simulation import batch_axis
-
-    axis = batch_axis(layout)
-    if data == "digits":
-        if layout != "B":
-            raise InputError("--data digits holds images [N, 1, 8, 8]: it needs --input-layout B")
-        x, y = load_digits_split("test")
-    else:
-        x, y = load_npz_data(data, axis)
-    if limit is not None:
-        x, y = np.take(x, np.arange(min(limit, x.shape[axis])), axis=axis), None if y is None else y[:limit]
-    return x, y
 
 
 def _backend_list() -> str:
@@ -240,7 +224,7 @@ def simulate_command(source, backends, compare_with, lava_models, data, limit, b
     from spikec.simulation import SimulationPlan
 
     chosen = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
-    x, y = _load_data(data, limit, _layout_of(source))
+    x, y = load_data(data, _layout_of(source), limit)
     artifact = bool(source.checkpoint and os.path.isdir(source.checkpoint))
     if artifact and (input_exp is not None or input_range is not None or allow_saturation or calibrate is not None):
         raise InputError(f"{source.checkpoint} is already compiled: --input-exp, --input-range, --allow-saturation "

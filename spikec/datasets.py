@@ -25,7 +25,7 @@ import numpy as np
 from spikec.errors import InputError
 from spikec.files import MAX_INPUT_BYTES, require_regular_file
 
-__all__ = ["DIGITS_SPLIT_SEED", "DIGITS_TEST_FRACTION", "load_digits_split", "load_npz_data"]
+__all__ = ["DIGITS_SPLIT_SEED", "DIGITS_TEST_FRACTION", "load_digits_split", "load_npz_data", "load_data"]
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.25
@@ -121,3 +121,19 @@ def _labels(path: str, y: np.ndarray, count: int, batch_axis: int) -> np.ndarray
     if not integral:
         raise InputError(f"{path}: 'y' has dtype {y.dtype}; labels must be integer class indices")
     return y.astype(np.int64)
+
+
+def load_data(data: str, layout: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """What ``--data`` names: ``digits`` (the test split above) or a ``.npz`` (:func:`load_npz_data`), samples
+    stacked along the batch axis of the input ``layout`` (axis 0 for ``B``, 1 for ``TB``); the first ``limit``
+    samples. Returns ``(x, y)``, ``y`` None without labels."""
+    axis = 0 if layout == "B" else 1
+    if data == "digits":
+        if layout != "B":
+            raise InputError("--data digits holds images [N, 1, 8, 8]: it needs a model of input layout B")
+        x, y = load_digits_split("test")
+    else:
+        x, y = load_npz_data(data, axis)
+    if limit is not None:
+        x, y = np.take(x, np.arange(min(limit, x.shape[axis])), axis=axis), None if y is None else y[:limit]
+    return x, y

@@ -25,28 +25,20 @@ FORMATS = ("text", "json", "markdown")
 
 
 def load_report_data(data, layout: str, limit: int | None = None) -> tuple[np.ndarray, str]:
-    """``digits`` (scikit-learn's digits test split), a ``.npz`` with an array ``x``, or an array; the first
-    ``limit`` samples. Returns the inputs and the data's name for the provenance."""
-    from spikec.datasets import load_digits_split, load_npz_data
+    """``--data`` (:func:`spikec.datasets.load_data`) or an array of inputs; returns the inputs and the
+    data's name for the provenance."""
+    from spikec.datasets import load_data
     from spikec.simulation import batch_axis
 
-    axis = batch_axis(layout)
-    if not isinstance(data, str):
-        x, data = np.asarray(data), "array"
-    elif data == "digits":
-        if layout != "B":
-            raise InputError("--data digits holds images [N, 1, 8, 8]: it needs a model of input layout B")
-        x, _ = load_digits_split("test")
-    else:
-        x, _ = load_npz_data(data, axis)
-        if x.dtype.kind not in "biuf":
-            raise InputError(f"{data}: x has dtype {x.dtype}; inputs must be numbers")
+    if isinstance(data, str):
+        return load_data(data, layout, limit)[0], data
+    x, axis = np.asarray(data), batch_axis(layout)
     if x.ndim <= axis:
         raise InputError(f"the data's x has shape {list(x.shape)}: it needs a batch axis {axis} "
                          f"(input layout {layout})")
     if limit is not None:
         x = np.take(x, np.arange(min(limit, x.shape[axis])), axis=axis)
-    return x, data
+    return x, "array"
 
 
 def _raster_of(subject: Subject, module: str | None, sample: int) -> tuple[str, int] | None:
