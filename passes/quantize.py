@@ -56,7 +56,7 @@ import numpy as np
 
 from spikec.backends.intsim.fixed_point import (DECAY_UNITY, DENSE_MANTISSA_MAX, DENSE_MANTISSA_MIN,
                                                 DENSE_MANTISSA_STEP, DU_NO_CURRENT_MEMORY)
-from spikec.errors import InputError, PassError
+from spikec.errors import InputError, PassError, UnsupportedError
 from spikec.ir import Graph, Node, Value
 from spikec.ir.ops import OpCategory, Phase, op_traits, spike_valued
 from spikec.passes.base import AnalysisCache, PassResult, Transform
@@ -160,8 +160,8 @@ def _synapse_kind(node: Node) -> str:
     if node.op == "linear" or _is_pointwise_conv(node):
         return "dense"
     if node.op == "conv1d":
-        raise PassError(f"quantize: {node.describe()}: a conv1d with kernel {node.attrs['weight'].shape[2]} has no "
-                        "Lava synapse; only 1x1 (token-wise) conv1d is supported")
+        raise UnsupportedError(f"quantize: {node.describe()}: a conv1d with kernel {node.attrs['weight'].shape[2]} "
+                               "has no Lava synapse; only 1x1 (token-wise) conv1d is supported")
     return "conv"
 
 
@@ -337,7 +337,8 @@ class _Builder:
         a = node.attrs
         if a["v_reset"] != 0.0:
             reset = "soft (v_reset=None)" if a["v_reset"] is None else f"to {a['v_reset']}"
-            raise PassError(f"quantize: {node.describe()} resets {reset}; Lava's LIF resets to 0 (hard reset)")
+            raise UnsupportedError(f"quantize: {node.describe()} resets {reset}; Lava's LIF resets to 0: spikec "
+                                   "supports hard-reset neurons (v_reset=0.0) only")
         scale_in = self.classes.scale(node.inputs[0])
         x = self.value(node.inputs[0])
         gain_exp = self.plan.gain_exp.get(node, 0)
@@ -454,7 +455,8 @@ def _check_quantizable(graph: Graph) -> None:
     for node in graph.nodes:
         reason = unquantizable(node.op)
         if reason is not None:
-            raise PassError(f"quantize: {node.describe()}: {node.op} cannot be quantized ({reason})")
+            error = UnsupportedError if node.op in UNQUANTIZABLE else PassError   # a known limitation, or a gap
+            raise error(f"quantize: {node.describe()}: {node.op} cannot be quantized ({reason})")
 
 
 def _overflows(ranges: RangeReport, options: QuantizeOptions) -> list:

@@ -8,7 +8,7 @@ op, the module path and the source line, like a compiler's diagnostic::
 
 from __future__ import annotations
 
-__all__ = ["SpikecError", "InputError", "VerifyError", "PassError", "LoweringError", "IRError"]
+__all__ = ["SpikecError", "InputError", "UnsupportedError", "VerifyError", "PassError", "LoweringError", "IRError"]
 
 
 class SpikecError(Exception):
@@ -29,6 +29,12 @@ class InputError(SpikecError):
     """The user's input is wrong: a missing or corrupt file, a model that does not fit, an unsupported op."""
 
     exit_code = 2
+
+
+class UnsupportedError(InputError):
+    """The model uses something spikec does not support yet (a known limitation, e.g. a soft reset or
+    average pooling): the user's model cannot be compiled as it is, so exit 2 with what to do, not an
+    internal error."""
 
 
 class IRError(SpikecError):

@@ -12,7 +12,7 @@ import pytest
 from conftest import small_input, small_model
 from spikec.backends.intsim.interpreter import run_intsim
 from spikec.compiler import compile_graph, load_artifact
-from spikec.errors import InputError, PassError
+from spikec.errors import InputError
 from spikec.frontends.torch import trace_module
 from spikec.ir import graph_difference
 
@@ -178,6 +178,6 @@ def test_unquantizable_model_names_the_layer():
     graph = trace_module(model, x).graph
     lif = next(n for n in graph.nodes if n.op == "lif")
     lif.attrs["v_reset"] = None
-    with pytest.raises(PassError, match=r"quantize: lif in patch_embed.block1_lif \(spikec/models/spikingformer.py:\d+\) "
-                                        r"resets soft"):
+    with pytest.raises(InputError, match=r"quantize: lif in patch_embed.block1_lif \(spikec/models/spikingformer.py:\d+\) "
+                                         r"resets soft"):
         compile_graph(graph, "tiny", tuple(x.shape), "B")

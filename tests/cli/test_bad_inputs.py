@@ -211,3 +211,38 @@ def test_a_simulation_that_cannot_fit_in_memory_is_refused_before_allocating(tmp
     assert code == 2 and err.count("\n") == 1, err
     assert "simulating 64 sample(s) at once needs about" in err and "more than the 8 GiB budget" in err
     assert err.rstrip().endswith("use --batch-size 30 or less")
+
+
+LIMITATION_CODE = """
+import torch
+from torch import nn
+from spikec.nn import MultiStepLIF
+
+
+class Net(nn.Module):
+    def __init__(self, limitation):
+        super().__init__()
+        self.limitation = limitation
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.lif = MultiStepLIF(v_reset=None if limitation == "soft" else 0.5 if limitation == "reset" else 0.0)
+        self.pool = nn.AvgPool2d(2)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.lif(self.conv(x).unsqueeze(0).repeat(2, 1, 1, 1, 1))
+        if self.limitation == "avgpool":
+            y = self.pool(y.flatten(0, 1)).reshape(2, y.shape[1], 4, 4, 4)
+        return self.head(y.mean(0).mean((2, 3)))
+"""
+
+
+@pytest.mark.parametrize("limitation, expect", [
+    ("soft", "resets soft (v_reset=None); Lava's LIF resets to 0: spikec supports hard-reset neurons"),
+    ("reset", "resets to 0.5; Lava's LIF resets to 0"),
+    ("avgpool", "avgpool cannot be quantized (average pooling is not supported yet)"),
+])
+def test_known_limitations_are_bad_input_not_internal_errors(tmp_path, limitation, expect):
+    (tmp_path / "net.py").write_text(LIMITATION_CODE)
+    _one_line_exit_2(tmp_path, "compile", "--model", f"{tmp_path / 'net.py'}:Net", "--model-args",
+                     json.dumps({"limitation": limitation}), "--input-shape", "1,1,8,8", "-o", tmp_path / "out",
+                     expect=expect)

@@ -8,7 +8,7 @@ import pytest
 
 from spikec.backends.float.interpreter import EVAL_RULES, run_float
 from spikec.backends.intsim.interpreter import INT_RULES, run_intsim
-from spikec.errors import IRError, PassError, SpikecError
+from spikec.errors import InputError, IRError, PassError, SpikecError
 from spikec.ir import OPS, Graph, OpDef, TensorType
 from spikec.ir.ops import OpCategory, OpTraits, Phase, infer_types, op_traits, ops_with, spike_valued
 from spikec.passes import fold_batchnorm, fold_scales, scale_classes, spike_driven
@@ -186,7 +186,7 @@ def test_quantize_names_an_op_without_a_rule(probe):
 def test_quantize_copies_an_op_of_both_phases_and_refuses_the_rest(probe):
     assert unquantizable(probe(Phase.BOTH)) is None
     assert unquantizable("qlif") == "quantize has no rule for it"
-    with pytest.raises(PassError, match=r"quantize: scale: scale cannot be quantized \(run fold-scales first"):
+    with pytest.raises(InputError, match=r"quantize: scale: scale cannot be quantized \(run fold-scales first"):
         Quantize()(_graph("scale", "f32", {"factor": 0.5}))
 
 

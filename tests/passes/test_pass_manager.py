@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from helpers import graph_from_text
 from spikec.cli import main
-from spikec.errors import IRError, PassError
+from spikec.errors import InputError, IRError, PassError
 from spikec.ir import parse_graph, print_graph
 from spikec.passes.balance_delays import BalanceDelays
 from spikec.passes.base import Analysis, AnalysisCache, PassResult, Transform
@@ -236,7 +236,7 @@ def test_quantize_ensures_no_overflow_is_left_and_requires_folded_graphs():
     with pytest.raises(PassError, match=r"^overflowing-quantize: qlif in n \(m.py:2\): its input reaches .*: the "
                                         "quantized graph can overflow"):
         OverflowingQuantize()(graph_from_text(FOLDED))
-    with pytest.raises(PassError, match=r"^quantize: scale: scale cannot be quantized \(run fold-scales first"):
+    with pytest.raises(InputError, match=r"^quantize: scale: scale cannot be quantized \(run fold-scales first"):
         Quantize()(graph_from_text(FOLDABLE))
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from helpers import graph_from_text
 from spikec.backends.float.interpreter import run_float
 from spikec.backends.intsim.interpreter import run_intsim
-from spikec.errors import PassError
+from spikec.errors import InputError, PassError
 from spikec.ir import Graph, TensorType, print_graph
 from spikec.passes.quantize import Quantize, QuantizeOptions, _quantize_weights
 
@@ -103,14 +103,15 @@ def test_residual_fan_in_shares_one_scale_and_the_readout_runs_on_the_host():
     assert np.mean(float_logits.argmax(-1) == integer_logits.argmax(-1)) >= 0.95
 
 
-@pytest.mark.parametrize("edit, message", [
+@pytest.mark.parametrize("edit, error, message", [
     (("v_reset = 0.0, decay_input = true} : f32[2,2,4] loc(\"n1\"", "v_reset = none, decay_input = true} : "
-      "f32[2,2,4] loc(\"n1\""), "quantize: lif in n1 \\(m.py:2\\) resets soft \\(v_reset=None\\); Lava's LIF resets to 0"),
-    (("%6 = add(%3, %5)", "%6 = mul(%3, %5)"), "quantize: scale-classes: mul multiplies an analog value"),
-    (("%5 = linear(%4)", "%5 = linear(%3)"), "quantize: linear in b \\(m.py:3\\) reads the analog output of another "
-                                             "weight op"),
+      "f32[2,2,4] loc(\"n1\""), InputError,
+     "quantize: lif in n1 \\(m.py:2\\) resets soft \\(v_reset=None\\); Lava's LIF resets to 0"),
+    (("%6 = add(%3, %5)", "%6 = mul(%3, %5)"), PassError, "quantize: scale-classes: mul multiplies an analog value"),
+    (("%5 = linear(%4)", "%5 = linear(%3)"), PassError,
+     "quantize: linear in b \\(m.py:3\\) reads the analog output of another weight op"),
 ])
-def test_what_lava_cannot_do_is_named(edit, message):
+def test_what_lava_cannot_do_is_named(edit, error, message):
     graph = graph_from_text(RESIDUAL.replace(*edit))
-    with pytest.raises(PassError, match=message):
+    with pytest.raises(error, match=message):
         Quantize()(graph)
