@@ -108,7 +108,7 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
     """Compile MODEL to integers with Lava's fixed-point rules and write an artifact directory.
 
     The artifact holds manifest.json (scales, ranges, versions, the IR as JSON), model.ir and weights.npz.
-    With --target loihi2 it also holds lava_net.py (a standalone module building the Lava processes) and,
+    With --target loihi2 it also holds lava_net.py (the network's Lava processes, runnable with spikec installed) and,
     in manifest.json, the processes, connections, delays, reset offsets and the resource report against
     Loihi 2's limits. It is written atomically (nothing is left behind on failure) and byte-identically for
     equal inputs. An existing output directory is replaced only when it is empty or holds a spikec
@@ -176,15 +176,6 @@ def _backend_list() -> str:
                      for b in BACKENDS.values())
 
 
-def _layout_of(source) -> str:
-    """The input layout of what ``simulate`` runs: the artifact's own, else the one the user declared."""
-    from spikec.compiler import read_manifest
-
-    if source.checkpoint and os.path.isdir(source.checkpoint):
-        return read_manifest(source.checkpoint)["input_layout"]
-    return source.input_layout
-
-
 @click.command("simulate")
 @handle_errors
 @model_options
@@ -223,13 +214,15 @@ def simulate_command(source, backends, compare_with, lava_models, data, limit, b
     """
     from spikec.simulation import SimulationPlan
 
+    from spikec.compiler import load_artifact
+
     chosen = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
-    x, y = load_data(data, _layout_of(source), limit)
-    artifact = bool(source.checkpoint and os.path.isdir(source.checkpoint))
+    artifact = load_artifact(source.checkpoint) if source.checkpoint and os.path.isdir(source.checkpoint) else None
+    x, y = load_data(data, artifact.input_layout if artifact else source.input_layout, limit)
     if artifact and (input_exp is not None or input_range is not None or allow_saturation or calibrate is not None):
         raise InputError(f"{source.checkpoint} is already compiled: --input-exp, --input-range, --allow-saturation "
                          "and --calibrate apply when simulating a model; recompile the artifact to change them")
-    plan = SimulationPlan.of(source.checkpoint if artifact else source, x, input_exp=input_exp,
+    plan = SimulationPlan.of(artifact or source, x, input_exp=input_exp,
                              input_range=input_range, allow_saturation=allow_saturation,
                              calibrate=_calibrate(calibrate, input_exp, x, data))
 

@@ -100,7 +100,7 @@ class CompiledModel:
         return {
             "format": "spikec.artifact", "version": ARTIFACT_VERSION, "target": self.target, "model": self.name,
             "input_shape": list(self.input_shape), "input_layout": self.input_layout, "timesteps": self.timesteps,
-            "versions": _versions(),
+            "versions": package_versions(),
             "files": {"ir": "model.ir", "weights": "weights.npz"},
             "quantization": {
                 "input_exp": q.input_exp, "input_range": list(q.input_range), "output_scales": q.output_scales,
@@ -271,7 +271,8 @@ def check_output_dir(out_dir: str, force: bool = False) -> None:
                          "--force to replace the directory")
 
 
-def _versions() -> dict:
+def package_versions() -> dict:
+    """The versions of spikec and the packages its results depend on, for provenance (None: not installed)."""
     versions = {"spikec": __version__}
     for package in ("torch", "numpy", "lava-nc"):
         try:

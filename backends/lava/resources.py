@@ -19,6 +19,7 @@ import numpy as np
 from spikec.backends.intsim.fixed_point import (BIAS_EXP_BITS, BIAS_MANT_BITS, DENSE_MANTISSA_MAX, DENSE_MANTISSA_MIN,
                                                 DENSE_MANTISSA_STEP, MESSAGE_BITS, SIGN_MODE_RANGES, VTH_BITS,
                                                 WEIGHT_BITS, SignMode)
+from spikec.backends.lava.lowering_streams import MAX_SYNAPSE_DELAY
 from spikec.backends.lava.netlist import NEURO_CORE_KINDS, ProcessGraph
 
 __all__ = ["Limit", "LIMITS", "resource_report", "limit_violations"]
@@ -52,7 +53,7 @@ LIMITS: dict[str, Limit] = {
                          "lava-nc 0.10.0, lava/utils/weightutils.py (max_num_weight_bits = 8)"),
     "message_bits": Limit(MESSAGE_BITS, "graded spike payload bits as Lava models them (hardware: up to 32)",
                           "lava-nc 0.10.0 fixed_pt port types (precision=24); " + _BRIEF),
-    "delay": Limit(63, "synaptic delay steps",
+    "delay": Limit(MAX_SYNAPSE_DELAY, "synaptic delay steps",
                    "lava-nc 0.10.0, lava/proc/dense/models.py, PyDelayDenseModelBitAcc ('Loihi 2 has a maximum "
                    "of 6 bits for delays')"),
     "bias_mant_bits": Limit(BIAS_MANT_BITS, "signed bias mantissa bits", _LAVA_LIF),

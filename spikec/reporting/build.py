@@ -11,11 +11,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from importlib import metadata
 
 import numpy as np
 
-from spikec import __version__
+from spikec.compiler import package_versions
 from spikec.errors import InputError
 from spikec.ir import Graph, print_graph, weight_table
 from spikec.reporting.counts import Activity
@@ -204,16 +203,6 @@ def _graph_hash(graph: Graph) -> str:
     return digest.hexdigest()
 
 
-def _versions() -> dict:
-    versions = {"spikec": __version__}
-    for package in ("torch", "lava-nc", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
 def make_report(subject: Subject, activity: Activity, data_name: str, sew_as_ac: bool = False) -> dict:
     """The report as JSON (spikec/schemas/report.schema.json)."""
     layers = _layer_rows(activity, sew_as_ac)
@@ -235,6 +224,6 @@ def make_report(subject: Subject, activity: Activity, data_name: str, sew_as_ac:
         "models": {name: model.to_json() for name, model in MODELS.items()},
         "loihi_runtime": _loihi_runtime(activity, subject.resources),
         "quantization_error": subject.quantization_error,
-        "provenance": {"versions": _versions(), "graph_sha256": _graph_hash(subject.graph), "data": data_name,
+        "provenance": {"versions": package_versions(), "graph_sha256": _graph_hash(subject.graph), "data": data_name,
                        "samples": activity.samples, "T": T, "backend": subject.backend, "sew_as_ac": sew_as_ac},
     }
