@@ -88,21 +88,24 @@ def quantize_options(loaded=None, *, input_exp: int | None = None, input_range=N
 
 
 def compile(model, example_input, *, target: str = "intsim", input_layout: str = "B", input_exp: int | None = None,
-            input_range: tuple[float, float] | None = None, allow_saturation: bool = False, name: str | None = None):
+            input_range: tuple[float, float] | None = None, allow_saturation: bool = False, name: str | None = None,
+            attention: str = "auto"):
     """Trace ``model`` on ``example_input`` and compile it to Lava fixed point (:mod:`spikec.compiler`);
     ``.write(out_dir)`` on the result writes the artifact ``spikec compile`` writes. Without ``input_exp``
-    and ``input_range`` the input is taken as an image in [0, 1], quantized with 8 fractional bits."""
+    and ``input_range`` the input is taken as an image in [0, 1], quantized with 8 fractional bits.
+    ``attention`` (loihi2): where spike matmuls run, ``auto``, ``on-chip`` or ``embedded``."""
     from spikec.compiler import compile_graph
     from spikec.frontends.torch import trace_module
 
     graph = trace_module(model, example_input, input_layout, name).graph
     options = quantize_options(input_exp=input_exp, input_range=input_range, allow_saturation=allow_saturation)
-    return compile_graph(graph, graph.name, tuple(example_input.shape), input_layout, target, options)
+    return compile_graph(graph, graph.name, tuple(example_input.shape), input_layout, target, options,
+                         attention=attention)
 
 
 def compile_source(source, *, target: str = "intsim", input_exp: int | None = None, input_range=None,
                    allow_saturation: bool = False, seed: int = 0, callback=None,
-                   calibrate: Calibrate = Calibrate()):
+                   calibrate: Calibrate = Calibrate(), attention: str = "auto"):
     """Load the model a :class:`~spikec.frontends.torch.ModelSource` names, trace it and compile it, as
     ``spikec compile`` does; returns ``(loaded, compiled)``. ``callback(pass, result)`` runs after every pass
     of the compile pipeline (:mod:`spikec.passes.manager`), e.g. to print the IR. Without ``input_exp`` the
@@ -117,13 +120,14 @@ def compile_source(source, *, target: str = "intsim", input_exp: int | None = No
     options = quantize_options(loaded, input_exp=input_exp, input_range=input_range,
                                allow_saturation=allow_saturation, calibration=calibration)
     compiled = compile_graph(traced.graph, loaded.name, loaded.input_shape, loaded.input_layout, target, options,
-                             callback)
+                             callback, attention)
     return loaded, compiled
 
 
 def check_resources(compiled, strict: bool) -> None:
     """With ``strict``, refuse a compile whose network exceeds a limit of its target's hardware (the
-    violations its resource report lists): :class:`VerifyError`, exit code 1, nothing written."""
+    violations its resource report lists: a core or a chip of the placement holding more than it can, a bit
+    width over Loihi's; needing many chips is none): :class:`VerifyError`, exit code 1, nothing written."""
     resources = getattr(compiled.lowered, "resources", None)
     if strict and resources and resources["violations"]:
         raise VerifyError(f"{len(resources['violations'])} {compiled.target} limit(s) exceeded (--strict); "

@@ -92,6 +92,10 @@ def _ir_printer(name: str | None):
 @click.option("--force", is_flag=True, help="Replace the output directory even if it holds other files than a "
                                             "spikec artifact (they are deleted).")
 @_quantize_options
+@click.option("--attention", type=click.Choice(["auto", "on-chip", "embedded"]), default="auto", show_default=True,
+              help="loihi2: where spike matmuls (Spikformer's q k^T and attn v) run: on-chip as product neurons "
+                   "and sums on neuro cores, embedded on the embedded cores, auto on-chip when a matmul's product "
+                   "neurons fit in 16 neuro cores.")
 @click.option("--explain", is_flag=True, help="Say why each fold that did not happen did not.")
 @click.option("--strict", is_flag=True, help="loihi2: fail (exit code 1, nothing written) when the network exceeds "
                                              "a Loihi 2 limit, instead of warning.")
@@ -103,8 +107,8 @@ def _ir_printer(name: str | None):
 @click.option("--data", default=None,
               help="Calibration data: 'digits' (scikit-learn's digits test split) or a .npz with an array x "
                    "stacking inputs along the batch axis. Default: random inputs in the input range.")
-def compile_command(source, target, out_dir, force, input_exp, input_range, allow_saturation, calibrate, explain,
-                    strict, print_ir_after, data):
+def compile_command(source, target, out_dir, force, input_exp, input_range, allow_saturation, calibrate, attention,
+                    explain, strict, print_ir_after, data):
     """Compile MODEL to integers with Lava's fixed-point rules and write an artifact directory.
 
     The artifact holds manifest.json (scales, ranges, versions, the IR as JSON), model.ir and weights.npz.
@@ -128,7 +132,7 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
     x = None if data is None or input_exp is not None else load_data(data, source.input_layout)[0]
     _, compiled = compile_source(source, target=target, input_exp=input_exp, input_range=input_range,
                                  allow_saturation=allow_saturation, callback=_ir_printer(print_ir_after),
-                                 calibrate=_calibrate(calibrate, input_exp, x, data))
+                                 calibrate=_calibrate(calibrate, input_exp, x, data), attention=attention)
     resources = getattr(compiled.lowered, "resources", None)
     if resources is not None:
         _report_resources(resources, strict)
@@ -160,12 +164,16 @@ def _calibrate(calibrate: int | None, input_exp: int | None, x, data_name: str |
 
 
 def _report_resources(resources: dict, strict: bool) -> None:
-    """Say what the network takes of Loihi 2, with the probes' sinks (instrumentation, not the network) apart,
-    and every limit exceeded (an error with --strict, which :func:`spikec.api.check_resources` enforces)."""
+    """Say what the network takes of Loihi 2 as placed (neuro cores, chips, neurons, synapses, weight bytes, the
+    share of the on-chip ops that run on neuro cores), with the probes' sinks (instrumentation, not the network)
+    apart, and every per-core or per-chip limit exceeded (an error with --strict, which
+    :func:`spikec.api.check_resources` enforces)."""
     totals = resources["totals"]
-    click.echo(f"loihi2: {totals['neuro_cores']} neuro cores ({totals['chips']} chip(s)), {totals['neurons']} neurons, "
-               f"{totals['synapses']} synapses; {totals['neuro_core_processes']} processes on neuro cores, "
-               f"{totals['host_processes']} on the embedded/host CPU, {totals['probe_processes']} probes", err=True)
+    click.echo(f"loihi2: {totals['neuro_cores']} neuro cores on {totals['chips']} chip(s), {totals['neurons']} "
+               f"neurons, {totals['synapses']} synapses, {totals['weights_stored']} weights stored (bytes), "
+               f"{totals['on_chip_fraction']:.1%} of the on-chip ops on neuro cores; "
+               f"{totals['neuro_core_processes']} processes on neuro cores, {totals['host_processes']} on the "
+               f"embedded/host CPU, {totals['probe_processes']} probes", err=True)
     for line in resources["violations"]:
         click.echo(f"{'error' if strict else 'warning'}: Loihi 2 limit exceeded: {line}", err=True)
 

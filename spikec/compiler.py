@@ -47,7 +47,7 @@ from spikec.passes.range_analysis import RangeReport
 __all__ = ["Artifact", "CompiledModel", "compile_graph", "load_artifact", "read_manifest", "check_output_dir",
            "ARTIFACT_VERSION", "ARTIFACT_FILES"]
 
-ARTIFACT_VERSION = 2
+ARTIFACT_VERSION = 3
 _FILES = ("manifest.json", "model.ir", "weights.npz")
 _DIGESTED = ("model.ir", "weights.npz")      # and every target file; manifest.json records their sha256
 ARTIFACT_FILES = (*_FILES, *(f for t in TARGETS.values() for f in t.files))   # what an artifact of any target holds
@@ -73,6 +73,10 @@ class CompiledModel:
     @property
     def output_scales(self) -> list[float]:
         return list(self.quantization.output_scales)
+
+    def process_graph(self):
+        """The target's process graph (loihi2: what ``lava_net.py`` builds), or None for a target without one."""
+        return getattr(self.lowered, "process_graph", None)
 
     def to_artifact(self) -> "Artifact":
         """The files this compile result writes, in memory."""
@@ -148,6 +152,14 @@ class Artifact:
     @property
     def output_scales(self) -> list[float]:
         return list(self.manifest["quantization"]["output_scales"])
+
+    def process_graph(self):
+        """The process graph the manifest records (loihi2), as ``lava_net.py`` builds it; None without one."""
+        if "lava" not in self.manifest:
+            return None
+        from spikec.backends.lava.artifact import process_graph_from_manifest
+
+        return process_graph_from_manifest(self.name, self.manifest["lava"], self.arrays)
 
     def write(self, out_dir: str, force: bool = False) -> None:
         """Write the artifact atomically: nothing appears at ``out_dir`` unless every file was written.
@@ -294,18 +306,21 @@ def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 def compile_graph(graph: Graph, name: str, input_shape, input_layout: str, target: str = "intsim",
-                  options: QuantizeOptions = QuantizeOptions(), callback: Callback | None = None) -> CompiledModel:
+                  options: QuantizeOptions = QuantizeOptions(), callback: Callback | None = None,
+                  attention: str = "auto") -> CompiledModel:
     """Fold, quantize and range-check a traced float graph (which is changed in place by the folds) with the
     compile pipeline (:func:`spikec.passes.manager.standard_pipeline`); ``callback(pass, result)`` runs after
-    every pass run."""
+    every pass run. ``attention`` says where loihi2 runs spike matmuls (``auto``, ``on-chip``, ``embedded``)."""
     lower = registered_target(target).lower
+    if lower is None and attention != "auto":
+        raise InputError(f"attention={attention!r} applies to --target loihi2 only, not {target}")
     run = standard_pipeline(options).run(graph, callback)
     quantized = run.last(Quantize.name)
     integer, report, ranges = quantized.graph, quantized.report, quantized.ranges
     compiled = CompiledModel(name, target, tuple(input_shape), input_layout, integer, report, ranges, graph,
                              list(run.skipped))
     if lower is not None:
-        compiled.lowered = lower(integer, name, ranges)
+        compiled.lowered = lower(integer, name, ranges, attention)
     return compiled
 
 

@@ -42,10 +42,11 @@ class Backend:
         return self.targets is None or plan.compiled.target in self.targets
 
 
-def _lower_loihi2(graph, name: str, ranges):
+def _lower_loihi2(graph, name: str, ranges, attention: str):
     from spikec.backends.lava.artifact import lava_artifact
+    from spikec.backends.lava.mapping import MappingOptions
 
-    return lava_artifact(graph, name, ranges)
+    return lava_artifact(graph, name, ranges, MappingOptions(attention))
 
 
 def _torch(plan, lava_models):
@@ -69,7 +70,8 @@ def _intsim(plan, lava_models):
 def _lava(plan, lava_models):
     from spikec.simulation import lava_runner
 
-    return lava_runner(plan.compiled.graph, plan.compiled.output_scales[0], lava_models)
+    return lava_runner(plan.compiled.graph, plan.compiled.output_scales[0], lava_models,
+                       plan.compiled.process_graph())
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (

@@ -350,14 +350,15 @@ class SimulationPlan:
         return report
 
 
-def lava_runner(graph, scale: float, lava_models: str = "spikec") -> Callable:
+def lava_runner(graph, scale: float, lava_models: str = "spikec", process_graph=None) -> Callable:
     """Lava's bit-accurate CPU models; ``lava_models`` picks spikec's vectorised models of Lava's built-in
-    synapse processes (proven bit-identical) or Lava's own."""
+    synapse processes (proven bit-identical) or Lava's own. ``process_graph``: the compile's (its mapping
+    options included); without one the graph is lowered with the default options."""
     from spikec.backends.lava.compare import lava_runner as make
 
     if lava_models not in ("spikec", "lava"):
         raise InputError(f"lava models must be spikec or lava, got {lava_models!r}")
-    return make(graph, scale, fast=lava_models == "spikec")
+    return make(graph, scale, fast=lava_models == "spikec", process_graph=process_graph)
 
 
 def torch_runner(module: torch.nn.Module) -> Callable:

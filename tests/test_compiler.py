@@ -145,7 +145,7 @@ def _set(key, value):
     (lambda p: (p / "manifest.json").write_text("{"), "manifest.json is corrupt: "),
     (lambda p: (p / "manifest.json").write_text("[1, 2]"), "manifest.json is not a spikec artifact manifest"),
     (lambda p: (p / "manifest.json").write_text('{"format": "other"}'), "is not a spikec artifact manifest"),
-    (_set("version", 1), "is a spikec artifact of version 1; this spikec reads version 2: compile the model again"),
+    (_set("version", 1), "is a spikec artifact of version 1; this spikec reads version 3: compile the model again"),
     (lambda p: (p / "weights.npz").write_bytes(b"PK\x03\x04broken"), "weights.npz was changed after spikec wrote it"),
     (lambda p: (p / "model.ir").write_text((p / "model.ir").read_text().replace("qlif", "qlaf", 1)),
      "model.ir was changed after spikec wrote it"),

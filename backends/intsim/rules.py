@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from spikec.backends.intsim.fixed_point import exact_dtype, wrap_int32
 
 __all__ = ["add", "mul", "and_not", "gain", "matmul", "reduce_sum", "maxpool"]
-"""The rules, and exactly what the process models import. :func:`exact_matmul` and :func:`peak` are shared with
-the interpreter's ``qdense`` and ``qconv2d``."""
+"""The rules; the process models import those of the ops that can run on the embedded cores. :func:`exact_matmul`
+and :func:`peak` are shared with the interpreter's ``qdense`` and ``qconv2d``."""
 
 
 def peak(a: np.ndarray) -> int:

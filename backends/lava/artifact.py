@@ -11,6 +11,7 @@ import numpy as np
 
 from spikec.backends.lava.emit import emit_lava_net
 from spikec.backends.lava.lowering import lower
+from spikec.backends.lava.mapping import MappingOptions
 from spikec.backends.lava.netlist import Connection, Probe, ProcessGraph, ProcessSpec, SourceSpec
 from spikec.backends.lava.resources import resource_report
 from spikec.ir import Graph
@@ -37,10 +38,11 @@ class LavaArtifact:
                          "run_steps": f"B * {pg.timesteps} + {pg.max_depth} for B samples"}}
 
 
-def lava_artifact(graph: Graph, name: str, ranges: RangeReport | None = None) -> LavaArtifact:
+def lava_artifact(graph: Graph, name: str, ranges: RangeReport | None = None,
+                  options: MappingOptions = MappingOptions()) -> LavaArtifact:
     """Lower ``graph`` and make everything the loihi2 artifact holds beyond the intsim one. ``ranges``: the
     compile's range analysis of ``graph``, so lowering need not repeat it (:func:`.lowering.lower`)."""
-    pg = lower(graph, name, ranges=ranges)
+    pg = lower(graph, name, ranges=ranges, options=options)
     weights = weight_table(graph)
     clash = sorted(set(weights) & set(pg.arrays))
     if clash:
@@ -67,4 +69,5 @@ def process_graph_from_manifest(name: str, lava: dict, weights: Mapping[str, np.
     probes = [Probe(**{**p, "shape": tuple(p["shape"])}) for p in lava["probes"]]
     arrays = {k: v for k, v in weights.items() if k.startswith("lava.")}
     return ProcessGraph(name, lava["timesteps"], lava["max_depth"], processes, connections, sources, probes,
-                        list(lava["host_nodes"]), arrays, {int(k): v for k, v in lava["depths"].items()})
+                        list(lava["host_nodes"]), arrays, {int(k): v for k, v in lava["depths"].items()},
+                        list(lava["chip_nodes"]), list(lava["attention"]))

@@ -49,12 +49,8 @@ def resolve(value: Any, weights: Mapping[str, np.ndarray], arrays: Mapping[str, 
         return weights[value["key"]]
     if ref == "array":
         return arrays[value["key"]]
-    if ref == "conv_weight":
-        return helpers.conv_weight(weights[value["key"]])
-    if ref == "token_dense":
-        return helpers.token_dense(weights[value["key"]], value["pre"], value["post"])
-    if ref == "identity":
-        return helpers.identity(value["size"])
+    if ref == "layout":
+        return helpers.layout(value, weights)
     if ref == "sign_mode":
         from lava.utils.weightutils import SignMode
 

@@ -13,18 +13,21 @@ from typing import Callable
 
 import numpy as np
 
+from spikec.backends.lava.netlist import ProcessGraph
 from spikec.ir import Graph
 from spikec.ir.ops import OpCategory, Phase, ops_with
 
 __all__ = ["lava_runner", "BitExactWatch", "Divergence"]
 
 
-def lava_runner(graph: Graph, output_scale: float, *, fast: bool = True, timeout: float | None = None) -> Callable:
-    """A ``spikec.simulation`` runner: each batch is one Lava run (samples back to back)."""
+def lava_runner(graph: Graph, output_scale: float, *, fast: bool = True, timeout: float | None = None,
+                process_graph: ProcessGraph | None = None) -> Callable:
+    """A ``spikec.simulation`` runner: each batch is one Lava run (samples back to back) of ``process_graph``
+    (by default, the graph lowered with the default mapping options)."""
     from spikec.backends.lava.lowering import lower
     from spikec.backends.lava.runtime import DEFAULT_TIMEOUT_S, run_lava
 
-    pg = lower(graph)
+    pg = process_graph or lower(graph)
     neuron_ops = ops_with(category=OpCategory.NEURON, phase=Phase.INTEGER)
     neurons = [(i, n) for i, n in enumerate(graph.nodes) if n.op in neuron_ops]
 

@@ -24,7 +24,7 @@ from spikec.errors import LoweringError
 
 __all__ = ["emit_lava_net", "spike_keys"]
 
-_NO_NAME_KINDS = ("GradedVec", "ProdNeuron", "RingBuffer")
+_NO_NAME_KINDS = ("GradedVec", "GradedReluVec", "ProdNeuron", "RingBuffer")
 
 
 def _literal(value: Any) -> str:
@@ -42,12 +42,10 @@ def _reference(ref: dict) -> str:
     kind = ref["$"]
     if kind in ("weight", "array"):
         return f"W[{ref['key']!a}]"
-    if kind == "conv_weight":
-        return f"conv_weight(W[{ref['key']!a}])"
-    if kind == "token_dense":
-        return f"token_dense(W[{ref['key']!a}], {ref['pre']}, {ref['post']})"
-    if kind == "identity":
-        return f"identity({ref['size']})"
+    if kind == "layout":
+        args = [f"W[{ref['key']!a}]"] if "key" in ref else []
+        args += [_literal(a) for a in ref["args"]]
+        return f"{ref['fn']}({', '.join(args)})"
     if kind == "sign_mode":
         return f"SignMode.{ref['name']}"
     if kind == "source_data":
@@ -156,7 +154,9 @@ def emit_lava_net(pg: ProcessGraph) -> str:
     import_lines.append("from lava.utils.weightutils import SignMode")
     spikec_lines = [f"from {module} import {', '.join(sorted(classes))}" for module, classes in sorted(
         lava_imports.items()) if module.startswith("spikec.")]
-    spikec_lines += ["from spikec.backends.lava.helpers import conv_weight, identity, token_dense, uniform_delays",
+    layouts = sorted({ref["fn"] for spec in pg.processes for ref in spec.args.values()
+                      if isinstance(ref, dict) and ref.get("$") == "layout"} | {"uniform_delays"})
+    spikec_lines += [f"from spikec.backends.lava.helpers import {', '.join(layouts)}",
                      "from spikec.backends.lava.runtime import DEFAULT_TIMEOUT_S, run_lava_net",
                      "from spikec.errors import SpikecError"]
 

@@ -20,31 +20,34 @@ from __future__ import annotations
 
 from spikec.backends.lava.lowering_rules import RULES
 from spikec.backends.lava.lowering_streams import Lowering, Stream
+from spikec.backends.lava.mapping import MappingOptions, plan_mapping
 from spikec.backends.lava.netlist import Probe, ProcessGraph
-from spikec.backends.lava.regions import Regions, host_regions
+from spikec.backends.lava.regions import host_regions
 from spikec.ir import Graph, Node, Value
 from spikec.ir.ops import spike_valued
-from spikec.passes.balance_delays import BalanceDelays, DelayPlan
+from spikec.passes.balance_delays import BalanceDelays
 from spikec.passes.range_analysis import RangeReport, analyze_ranges
 
 __all__ = ["lower"]
 
 
-def lower(graph: Graph, name: str | None = None, plan: DelayPlan | None = None, ranges: RangeReport | None = None,
-          regions: Regions | None = None) -> ProcessGraph:
+def lower(graph: Graph, name: str | None = None, ranges: RangeReport | None = None,
+          options: MappingOptions = MappingOptions()) -> ProcessGraph:
     """Lower a quantized graph to Lava processes (see the module docstring). Deterministic: the same graph
     always gives the same process graph.
 
-    ``ranges`` is the graph's range analysis, which decides where a neuron group's bias may go; the compile
-    passes the one it proved the graph with, and it is computed here only when not given (a graph read back
-    from an artifact). ``plan`` and ``regions`` are likewise computed when not given."""
-    plan = plan or BalanceDelays()(graph)
+    ``ranges`` is the graph's range analysis, which decides where a neuron group's bias may go and which values
+    fit a graded spike; the compile passes the one it proved the graph with, and it is computed here only when
+    not given (a graph read back from an artifact). The mapping decisions (:mod:`.mapping`) come first: the
+    delay plan depends on them."""
     if ranges is None:
         ranges = analyze_ranges(graph)
     else:
         _check_ranges(graph, ranges)
-    regions = regions or host_regions(graph)
-    low = Lowering(graph, plan, ranges, regions, RULES)
+    regions = host_regions(graph)
+    mapping = plan_mapping(graph, regions, ranges, options)
+    plan = BalanceDelays(latency=mapping.latency)(graph)
+    low = Lowering(graph, plan, ranges, regions, RULES, mapping)
     value_sinks: list[tuple[Probe, Stream]] = []
     for node in graph.nodes:
         region = regions.region(node)
@@ -64,8 +67,10 @@ def lower(graph: Graph, name: str | None = None, plan: DelayPlan | None = None, 
     net = low.net
     depths = {i: plan.depth_of(n) for i, n in enumerate(graph.nodes) if n.outputs}
     recorded = max((p.depth for p in net.probes), default=0)
+    chip = [i for i, n in enumerate(graph.nodes) if regions.region(n) == "chip"]
     return ProcessGraph(name or graph.name, plan.timesteps, recorded, net.processes, net.connections, net.sources,
-                        net.probes, regions.host_nodes(graph), net.arrays, depths)
+                        net.probes, regions.host_nodes(graph), net.arrays, depths, chip,
+                        mapping.decisions(low.index))
 
 
 def _check_ranges(graph: Graph, ranges: RangeReport) -> None:

@@ -6,32 +6,49 @@ units). A neuron group takes the bias as its ``bias_mant`` (:mod:`.lowering_rule
 ``in_bias``; anything else gets it through a ``Bias`` process (:meth:`Lowering.unbiased`).
 
 **Delays** (:mod:`spikec.passes.balance_delays`). :meth:`Lowering.realize` gives a value's stream ``δ`` steps
-late, once per ``(value, δ)``, shared by every reader. An encoded value is a second source sending later; an
-on-chip value is its op's rule (:data:`.lowering_rules.RULES`), which takes the delay in its synapses (up to
-:data:`MAX_SYNAPSE_DELAY`), passes it to its inputs, or hands a spike train to :meth:`Lowering.relay`.
+late, once per ``(value, δ)``, shared by every reader, so that every synapse group exists once:
+
+- an encoded value is a second source sending later;
+- a spike train goes through relay neurons (:meth:`Lowering.relay`);
+- a synapse group's output that only one op reads takes the delay in its synapses (up to
+  :data:`MAX_SYNAPSE_DELAY`; its rule passes the rest, or a Conv's whole delay, to its input);
+- any other value (a residual stream's sum, a value read at several delays, a product neuron's output) is
+  realised once, on time, and relayed as graded spikes (:meth:`Lowering.graded_relay`): the residual stream of
+  ``L`` blocks costs ``L`` relays, not ``L²/2`` copies of the earlier blocks' synapses. Where the value does not
+  fit a graded message, its op's rule is applied to delayed inputs instead.
+
+**Neurons between synapses.** On the chip a synapse group reads neurons. Where a rule builds synapses that read
+another synapse group's output, :meth:`Lowering.neurons` puts a ``GradedVec`` (``vth = 0``: it sends what it
+receives, within the step) between them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Mapping, NoReturn
+from typing import Callable, Mapping as TypingMapping, NoReturn
 
 import numpy as np
 
-from spikec.backends.intsim.fixed_point import DECAY_MAX, DU_NO_CURRENT_MEMORY
+from spikec.backends.intsim.fixed_point import DECAY_MAX, DU_NO_CURRENT_MEMORY, MESSAGE_BITS
+from spikec.backends.lava.helpers import layout_ref
+from spikec.backends.lava.mapping import MESSAGE_MAX, Mapping
 from spikec.backends.lava.netlist import Connection, Probe, ProcessSpec, SourceSpec
 from spikec.backends.lava.regions import Regions
 from spikec.errors import LoweringError
 from spikec.ir import Graph, Node, Value
+from spikec.ir.ops import spike_valued
 from spikec.ir.printer import weight_names
 from spikec.passes.balance_delays import DelayPlan
 from spikec.passes.range_analysis import RangeReport
 
-__all__ = ["MAX_SYNAPSE_DELAY", "Term", "Stream", "Netlist", "Lowering", "Rule"]
+__all__ = ["MAX_SYNAPSE_DELAY", "NEURON_KINDS", "Term", "Stream", "Netlist", "Lowering", "Rule"]
 
 MAX_SYNAPSE_DELAY = 63
 """Loihi 2's synaptic delays are 6-bit (Lava's DelayDense/DelaySparse models refuse more)."""
+NEURON_KINDS = frozenset({"LIF", "LIFReset", "GradedVec", "GradedReluVec", "ProdNeuron", "RingBuffer"})
+"""Processes whose output a synapse group may read: neurons, and the sources that stand for the input's."""
+_DELAY_TAKING = ("qdense", "qconv2d")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +95,12 @@ class Netlist:
         self.sources: list[SourceSpec] = []
         self.probes: list[Probe] = []
         self.arrays: dict[str, np.ndarray] = {}
-        self._names: set[str] = set()
+        self.kinds: dict[str, str] = {}
 
     def add(self, spec: ProcessSpec) -> str:
-        if spec.name in self._names:
+        if spec.name in self.kinds:
             raise LoweringError(f"lava: process name {spec.name} used twice (a lowering bug)")
-        self._names.add(spec.name)
+        self.kinds[spec.name] = spec.kind
         self.processes.append(spec)
         return spec.name
 
@@ -124,12 +141,14 @@ class Lowering:
     each op) and what it builds (the :class:`Netlist`, and every ``(value, delay)`` realised so far)."""
 
     def __init__(self, graph: Graph, plan: DelayPlan, ranges: RangeReport, regions: Regions,
-                 rules: Mapping[str, Rule]):
+                 rules: TypingMapping[str, Rule], mapping: Mapping):
         self.graph, self.plan, self.ranges, self.regions, self.rules = graph, plan, ranges, regions, rules
+        self.mapping = mapping
         self.index = {id(n): i for i, n in enumerate(graph.nodes)}
         self.handles = weight_names(graph)
         self.net = Netlist()
         self._memo: dict[tuple[int, int], Stream] = {}
+        self._graded: dict[tuple, str] = {}      # a stream's terms and shape -> the GradedVec sending it
 
     def fail(self, node: Node, message: str) -> NoReturn:
         where = node.locs[0].file_line if node.locs else None
@@ -167,9 +186,27 @@ class Lowering:
                 self._memo[key] = self._source(node, delay)
             elif region != "chip":
                 self.fail(node, "an on-chip op reads a value of the host readout")
+            elif delay and spike_valued(value):
+                self._memo[key] = self.relay(value, delay)
             else:
-                self._memo[key] = self._rule(node)(self, node, delay)
+                relayed = None
+                if delay and not self._takes_own_delay(value):
+                    relayed = self.graded_relay(value, delay)
+                self._memo[key] = relayed or self._rule(node)(self, node, delay)
         return self._memo[key]
+
+    def _takes_own_delay(self, value: Value) -> bool:
+        """Whether a late ``value`` is best made by its own synapse group, late: one reader, so no other copy."""
+        return value.producer.op in _DELAY_TAKING and len(value.uses) == 1
+
+    def fits_message(self, value: Value, stream: Stream) -> bool:
+        """Whether ``stream`` of ``value`` without its bias fits a graded spike, for every input the range
+        analysis admits (the bias, a constant, stays with the stream)."""
+        interval = self.ranges.get(value)
+        if interval is None:
+            return False
+        bias = int(np.abs(stream.bias).max(initial=0)) if stream.biased else 0
+        return max(abs(interval.lo), abs(interval.hi)) + bias <= MESSAGE_MAX
 
     def _rule(self, node: Node) -> Rule:
         rule = self.rules.get(node.op)
@@ -205,6 +242,57 @@ class Lowering:
                      {}, {"s_out": shape})
         return Stream.port(name, "s_out", shape)
 
+    def neurons(self, stream: Stream, node: Node, delay: int, prefix: str = "graded") -> Stream:
+        """``stream`` as neuron outputs a synapse group can read: as it is when every term is a neuron's (or a
+        source's), else through a ``GradedVec`` with ``vth = 0``, which sends what it receives (the bias stays
+        with the stream)."""
+        if all(self.net.kinds[t.proc] in NEURON_KINDS for t in stream.terms):
+            return stream
+        key = (stream.terms, stream.shape)
+        if key not in self._graded:
+            name = self.tag(node, delay, prefix)
+            shape = stream.shape
+            self.process(node, name, "GradedVec", {"shape": list(shape), "vth": 0, "exp": 0}, "neuron", delay,
+                         {"a_in": shape}, {"s_out": shape})
+            self.net.connect(stream.bare(), name, "a_in", shape)
+            self._graded[key] = name
+        return Stream((Term(self._graded[key], "s_out"),), stream.shape, stream.bias)
+
+    def synapses(self, node: Node, delay: int, stream: Stream, weights: dict, out_shape: tuple[int, ...], *,
+                 weight_exp: int = 0, sign_mode: str = "EXCITATORY", prefix: str = "syn",
+                 synapse_delay: int = 0, role: str = "synapse") -> Stream:
+        """A ``Sparse`` (``DelaySparse`` with ``synapse_delay``) group reading ``stream`` (as neurons) with the
+        weight matrix ``weights`` (a layout reference) into ``out_shape``; binary when the stream is spikes."""
+        source = self.neurons(stream, node, delay)
+        size_in, size_out = math.prod(source.shape), math.prod(out_shape)
+        spikes = len(source.terms) == 1 and self.net.kinds[source.terms[0].proc] in ("LIF", "LIFReset")
+        graded = not spikes
+        args = {"weights": weights, "weight_exp": weight_exp, "num_message_bits": MESSAGE_BITS if graded else 0,
+                "sign_mode": {"$": "sign_mode", "name": sign_mode}}
+        kind = "Sparse"
+        if synapse_delay:
+            kind, args = "DelaySparse", {**args, "delays": synapse_delay}
+        name = self.tag(node, delay, prefix)
+        self.process(node, name, kind, args, role, delay, {"s_in": (size_in,)}, {"a_out": (size_out,)})
+        self.net.connect(source.bare(), name, "s_in", (size_in,))
+        view = () if tuple(out_shape) == (size_out,) else (("reshape", tuple(out_shape)),)
+        return Stream((Term(name, "a_out", view),), tuple(out_shape))
+
+    def graded_relay(self, value: Value, delay: int) -> Stream | None:
+        """``value`` ``delay`` steps late as graded spikes: its stream on time (or at the last shorter delay)
+        through a ``GradedVec`` and an identity synapse group taking up to 64 steps; the bias stays with the
+        stream. Each ``(value, delay)`` is one relay, shared by every reader. None when the value does not fit
+        a graded spike."""
+        node, shape = value.producer, value.type.sample_shape
+        step = min(delay, MAX_SYNAPSE_DELAY + 1)
+        stream = self.realize(value, delay - step)
+        if not self.fits_message(value, stream):
+            return None
+        size = math.prod(shape)
+        relayed = self.synapses(node, delay, stream, layout_ref("identity", size), shape, prefix="relay_syn",
+                                synapse_delay=step - 1, role="relay")
+        return Stream(relayed.terms, shape, stream.bias)
+
     def relay(self, value: Value, delay: int) -> Stream:
         """A spike train ``delay`` steps late: identity synapses (delay up to 63) into LIFs with ``vth = 0``
         (``v = 64 > 0`` fires for a spike, ``v = 0`` does not; the reset keeps ``v`` at 0, and ``du = dv = 4095``
@@ -215,7 +303,7 @@ class Lowering:
         step = min(delay, MAX_SYNAPSE_DELAY + 1)
         stream = self.realize(value, delay - step)
         synapse, neuron = self.tag(node, delay, "relay_syn"), self.tag(node, delay, "relay")
-        args = {"weights": {"$": "identity", "size": size}, "num_message_bits": 0,
+        args = {"weights": layout_ref("identity", size), "num_message_bits": 0,
                 "sign_mode": {"$": "sign_mode", "name": "EXCITATORY"}}
         kind = "Sparse"
         if step > 1:
@@ -226,3 +314,4 @@ class Lowering:
         self.process(node, neuron, "LIF", args, "relay", delay, {"a_in": shape}, {"s_out": shape})
         self.net.connect(Stream.port(synapse, "a_out", (size,)), neuron, "a_in", shape)
         return Stream.port(neuron, "s_out", shape)
+

@@ -7,10 +7,9 @@ for tuples) or references, dicts with a ``"$"`` key, resolved when the network i
 
     {"$": "weight", "key": K}                     the IR weight K of weights.npz, as it is
     {"$": "array", "key": K}                      an array lowering derived (a neuron group's bias), in weights.npz
-    {"$": "conv_weight", "key": K}                a PyTorch conv weight in Lava's layout (flipped, (Cout, X, Y, Cin))
-    {"$": "token_dense", "key": K, "pre": P, "post": Q}
-                                                  the token-wise sparse matrix kron(I_P, kron(W, I_Q)) of weight K
-    {"$": "identity", "size": N}                  the N x N identity as a sparse matrix (relays)
+    {"$": "layout", "fn": F, "key": K, "args": A} the weight matrix helpers.LAYOUTS[F](W[K], *A) (key only when F
+                                                  reads an IR weight): a conv kernel in Lava's layout, windows,
+                                                  fan-outs, sums, identities (:mod:`.helpers`)
     {"$": "sign_mode", "name": "MIXED"}           lava.utils.weightutils.SignMode
     {"$": "source_data", "name": S}               the spike/graded data a source sends, given at run time
     {"$": "sink_path", "name": S}                 the file sink S records into, given at run time
@@ -38,22 +37,21 @@ KINDS: dict[str, tuple[str, str]] = {
     "LIF": ("lava.proc.lif.process", "LIF"),
     "LIFReset": ("lava.proc.lif.process", "LIFReset"),
     "GradedVec": ("lava.proc.graded.process", "GradedVec"),
+    "GradedReluVec": ("lava.proc.graded.process", "GradedReluVec"),
     "ProdNeuron": ("lava.proc.prodneuron.process", "ProdNeuron"),
     "RingBuffer": ("lava.proc.io.source", "RingBuffer"),
     "MaxPool": ("spikec.backends.lava.processes.process", "MaxPool"),
     "MatMul": ("spikec.backends.lava.processes.process", "MatMul"),
-    "Mul": ("spikec.backends.lava.processes.process", "Mul"),
     "AndNot": ("spikec.backends.lava.processes.process", "AndNot"),
-    "ReduceSum": ("spikec.backends.lava.processes.process", "ReduceSum"),
     "Gain": ("spikec.backends.lava.processes.process", "Gain"),
     "Bias": ("spikec.backends.lava.processes.process", "Bias"),
     "Integrator": ("spikec.backends.lava.processes.process", "Integrator"),
     "MemSink": ("spikec.backends.lava.processes.process", "MemSink"),
 }
-"""Process kind -> (module, class). The first ten are Lava's own; the rest are spikec's fixed_pt processes."""
+"""Process kind -> (module, class). The first eleven are Lava's own; the rest are spikec's fixed_pt processes."""
 
 NEURO_CORE_KINDS = frozenset({"Conv", "Dense", "DelayDense", "Sparse", "DelaySparse", "LIF", "LIFReset",
-                              "GradedVec", "ProdNeuron"})
+                              "GradedVec", "GradedReluVec", "ProdNeuron"})
 """Kinds that map to Loihi 2 neuro cores; every other kind runs on the embedded (Lakemont) or host CPU."""
 
 
@@ -133,6 +131,8 @@ class ProcessGraph:
     host_nodes: list[int]                        # IR nodes the host evaluates after the run (readout)
     arrays: dict[str, np.ndarray]                # derived arrays ({"$": "array"} references)
     depths: dict[int, int]                       # IR node index -> depth
+    chip_nodes: list[int] = dataclasses.field(default_factory=list)  # IR nodes of the on-chip region
+    attention: list[dict] = dataclasses.field(default_factory=list)  # where each spike matmul runs, and why
 
     def process(self, name: str) -> ProcessSpec:
         for spec in self.processes:
@@ -149,4 +149,6 @@ class ProcessGraph:
             "probes": [p.to_json() for p in self.probes],
             "host_nodes": list(self.host_nodes),
             "depths": {str(k): v for k, v in sorted(self.depths.items())},
+            "chip_nodes": list(self.chip_nodes),
+            "attention": list(self.attention),
         }

@@ -11,9 +11,10 @@ float and its encoding a fixed function of it, so the host computes it and sourc
 stream it in as graded messages.
 
 **Readout**: ``output``, the host classifier (``qdense`` with ``host``: 16-bit weights and int64 sums, beyond a
-synapse group), time sums, and everything after any of them. A time sum of an int32 on-chip value is an
-*integrator*: it runs on Lava (a readout ``Integrator`` whose running sum the host reads at each sample's last
-step) and counts as readout, since the host consumes it. Every other node is on chip.
+synapse group), time sums, and everything after any of them; and the classifier's pooling before them: a sum
+within a step (global token pooling), or a view, that only the readout reads. A time sum of an int32 on-chip
+value is an *integrator*: it runs on Lava (a readout ``Integrator`` whose running sum the host reads at each
+sample's last step) and counts as readout, since the host consumes it. Every other node is on chip.
 """
 
 from __future__ import annotations
@@ -64,9 +65,13 @@ def host_regions(graph: Graph) -> Regions:
     encoding: set[Node] = set()
     readout: set[Node] = set()
     integrators: set[Node] = set()
+    pooling = _readout_pooling(graph)
     for node in graph.nodes:
         if _encodes(node, encoding):
             encoding.add(node)
+            continue
+        if node in pooling:
+            readout.add(node)
             continue
         category = op_traits(node.op).category
         after_readout = any(v.producer in readout for v in node.inputs)
@@ -81,6 +86,24 @@ def host_regions(graph: Graph) -> Regions:
         elif time_sum:
             readout.add(node)
     return Regions(frozenset(encoding), frozenset(readout), frozenset(integrators))
+
+
+def _readout_pooling(graph: Graph) -> set[Node]:
+    """Sums within a step and views that only the readout reads (a time sum, the host classifier, or another
+    such node), found backwards from the output."""
+    pooling: set[Node] = set()
+    for node in reversed(graph.nodes):
+        pools = node.op in STEP_VIEWS or node.op == "sum" and 0 not in node.attrs["axes"]
+        users = node.output.users() if node.outputs else []
+        if pools and users and all(u in pooling or _reads_for_readout(u) for u in users):
+            pooling.add(node)
+    return pooling
+
+
+def _reads_for_readout(node: Node) -> bool:
+    traits = op_traits(node.op)
+    time_sum = traits.category is OpCategory.REDUCTION and 0 in node.attrs["axes"]
+    return time_sum or traits.category is OpCategory.WEIGHT and node.attrs.get("host", False)
 
 
 def _encodes(node: Node, encoding: set[Node]) -> bool:

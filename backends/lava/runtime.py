@@ -118,7 +118,7 @@ def run_lava(graph: Graph, inputs: Sequence[Any], process_graph: ProcessGraph | 
              timeout: float = DEFAULT_TIMEOUT_S, workdir: str | None = None) -> LavaRun:
     """Run ``graph`` (quantized) on Lava for the batch ``inputs`` (one float array per input node, as intsim)."""
     regions = host_regions(graph)
-    pg = process_graph or lower(graph, regions=regions)
+    pg = process_graph or lower(graph)
     weights = weight_table(graph) if weights is None else weights
     return _run(graph, regions, pg, lambda run: build_network(pg, weights, run), inputs, fast=fast, timeout=timeout,
                 workdir=workdir)

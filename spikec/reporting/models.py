@@ -87,8 +87,8 @@ MODELS: dict[str, EnergyModel] = {m.name: m for m in (
         ("Intel publishes no per-operation energy for Loihi 2; these are Loihi 1's pre-silicon figures.",
          "Every synaptic event costs E_SYNOP, graded spikes included; a neuron update costs E_UPDATE_ACTIVE at "
          "a step where the neuron fires (plus E_SPIKE) and E_UPDATE_INACTIVE otherwise.",
-         "Spike matmuls, products and sums run on the host CPU in spikec's Lava mapping today; they are charged "
-         "E_SYNOP per event as if they ran on neuro cores.",
+         "Spike matmuls, products and sums run on neuro cores in spikec's Lava mapping (a matmul on the embedded "
+         "cores under --attention embedded); every event is charged E_SYNOP as if it ran on neuro cores.",
          "Static power, host I/O and routing beyond the tile are not charged.")),
     EnergyModel(
         "ann-int8", "the equal-shape non-spiking baseline: the same network's MACs once, at 8 bits", 8, "45 nm",

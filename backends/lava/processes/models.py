@@ -18,9 +18,8 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from spikec.backends.intsim.fixed_point import MESSAGE_BITS, wrap_int32
-from spikec.backends.intsim.rules import add, and_not, gain, matmul, maxpool, mul, reduce_sum
-from spikec.backends.lava.processes.process import (AndNot, Bias, Gain, Integrator, MatMul, MaxPool, MemSink, Mul,
-                                                    ReduceSum)
+from spikec.backends.intsim.rules import add, and_not, gain, matmul, maxpool, reduce_sum
+from spikec.backends.lava.processes.process import AndNot, Bias, Gain, Integrator, MatMul, MaxPool, MemSink
 
 _PORT_IN = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=MESSAGE_BITS)
 _PORT_OUT = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=MESSAGE_BITS)
@@ -73,12 +72,6 @@ class PyMaxPoolModel(_UnaryModel):
                      dilation=p["dilation"], ceil_mode=p["ceil_mode"])
 
 
-@_fixed_pt(ReduceSum)
-class PyReduceSumModel(_UnaryModel):
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        return _step(reduce_sum, x, axes=self.proc_params["axes"], keepdim=self.proc_params["keepdim"])
-
-
 @_fixed_pt(Gain)
 class PyGainModel(_UnaryModel):
     def apply(self, x: np.ndarray) -> np.ndarray:
@@ -115,11 +108,6 @@ class PyIntegratorModel(_UnaryModel):
 @_fixed_pt(MatMul)
 class PyMatMulModel(_BinaryModel):
     rule = staticmethod(matmul)
-
-
-@_fixed_pt(Mul)
-class PyMulModel(_BinaryModel):
-    rule = staticmethod(mul)
 
 
 @_fixed_pt(AndNot)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 
-__all__ = ["MaxPool", "MatMul", "Mul", "AndNot", "ReduceSum", "Gain", "Bias", "Integrator", "MemSink"]
+__all__ = ["MaxPool", "MatMul", "AndNot", "Gain", "Bias", "Integrator", "MemSink"]
 
 
 class _Unary(AbstractProcess):
@@ -43,17 +43,8 @@ class MatMul(_Binary):
     attention's ``q @ k^T`` and ``attn @ v`` on spikes and spike counts). Params: ``a_bias``, ``b_bias``."""
 
 
-class Mul(_Binary):
-    """Elementwise product with broadcasting, int32 (intsim's ``mul``). Params: ``a_bias``, ``b_bias``."""
-
-
 class AndNot(_Binary):
     """SEW-IAND ``(1 - a) * b`` (intsim's ``and_not``). Params: ``a_bias``, ``b_bias``."""
-
-
-class ReduceSum(_Unary):
-    """Sum over sample axes, int32 (intsim's ``sum`` without the time axis). Params: ``axes`` (IR axes),
-    ``keepdim``, ``in_bias``."""
 
 
 class Gain(_Unary):

@@ -37,15 +37,16 @@ def test_compile_loihi2_writes_the_lava_artifact_and_reports_resources(tmp_path)
 
 
 def test_strict_fails_on_an_exceeded_limit_and_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setitem(resources.LIMITS, "neuro_cores_per_chip",
-                        resources.Limit(1, "neuro cores per chip", "a test's chip with one core"))
+    # A core with one byte of synapse memory: every neuron with more than one weight is over it, on any placement.
+    monkeypatch.setitem(resources.LIMITS, "synapse_memory_per_core",
+                        resources.Limit(1, "synapse memory bytes per neuro core", "a test's core with one byte"))
     args = ("compile", "--arch", "spikingformer-cifar", "--model-args", TINY, "--target", "loihi2")
     code, _, err = run(*args, "-o", tmp_path / "warned")
-    assert code == 0 and "warning: Loihi 2 limit exceeded: network: neuro cores per chip" in err
+    assert code == 0 and "warning: Loihi 2 limit exceeded: " in err and "synapse memory bytes per neuro core" in err
     code, _, err = run(*args, "--strict", "-o", tmp_path / "strict")
     assert code == 1
-    assert "error: Loihi 2 limit exceeded: network: neuro cores per chip" in err
-    assert "(source: a test's chip with one core)" in err
+    assert "error: Loihi 2 limit exceeded: " in err
+    assert "(source: a test's core with one byte)" in err
     assert not os.path.exists(tmp_path / "strict")
 
 

@@ -34,14 +34,19 @@ def test_residual_graph_maps_to_dense_delaydense_lifreset_and_an_integrator():
     pg = lower(residual_graph(T=3, bias=True))
     procs = _by_name(pg)
     assert sorted(procs) == sorted([
-        "source2", "dense3", "lif4", "dense5", "lif6", "dense7", "dense3_d2", "lif9", "integrator10",
-        "sink_lif4", "sink_lif6", "sink_lif9", "sink_integrator10"])
+        "source2", "dense3", "lif4", "dense5", "lif6", "dense7", "graded3_d2", "relay_syn3_d2", "lif9",
+        "integrator10", "sink_lif4", "sink_lif6", "sink_lif9", "sink_integrator10"])
     assert procs["dense3"].kind == "Dense" and procs["dense3"].args["num_message_bits"] == 24
     assert procs["dense5"].args["num_message_bits"] == 0          # spikes in: binary messages
     assert procs["dense3"].args["sign_mode"] == {"$": "sign_mode", "name": "MIXED"}
-    # The MS residual's short path: a second copy of d1's synapses, 2 steps late, into the same LIF port.
-    assert procs["dense3_d2"].kind == "DelayDense" and procs["dense3_d2"].args["delays"] == 2
-    assert _inputs_of(pg, "lif9") == [("dense3_d2", "a_out", ()), ("dense7", "a_out", ())]
+    # The MS residual's short path: d1's synapses exist once; d1 is relayed 2 steps late as graded spikes (a
+    # GradedVec sending what it receives, and identity synapses that take 1 + 1 steps) into the same LIF port.
+    assert procs["graded3_d2"].kind == "GradedVec" and procs["graded3_d2"].args["vth"] == 0
+    assert _inputs_of(pg, "graded3_d2") == [("dense3", "a_out", ())]
+    relay = procs["relay_syn3_d2"]
+    assert relay.kind == "DelaySparse" and relay.args["delays"] == 1 and relay.args["num_message_bits"] == 24
+    assert relay.args["weights"] == {"$": "layout", "fn": "identity", "args": [6]}
+    assert _inputs_of(pg, "lif9") == [("dense7", "a_out", ()), ("relay_syn3_d2", "a_out", ())]
     # Each LIF resets when its wave arrives: offset (1 + depth) % T.
     assert [(n, procs[n].kind, procs[n].args["reset_offset"]) for n in ("lif4", "lif6", "lif9")] == [
         ("lif4", "LIFReset", 2), ("lif6", "LIFReset", 0), ("lif9", "LIFReset", 1)]
@@ -93,14 +98,21 @@ def test_spike_delays_chain_relays_beyond_the_synapse_limit(monkeypatch):
     assert_bit_exact(graph, x, run_lava(graph, [x], pg, timeout=LAVA_TIMEOUT_S))
 
 
-def test_token_wise_linear_is_a_sparse_block_matrix_never_a_dense_one():
+def test_token_wise_linear_is_a_shared_weight_conv_never_a_dense_one():
+    # Each token-wise linear stores its (out, in) weights once: a 1x1 Conv over (tokens, channels), the weight
+    # exponent (and any folded gain) in the integer weights, since Lava's Conv has no exponent.
     graph, _ = zoo_case("spikingformer-cifar")
     pg = lower(graph)
-    for spec in pg.processes:
-        if spec.kind in ("Dense", "DelayDense"):
-            assert len(graph.nodes[spec.node].inputs[0].type.sample_shape) == 1
-    token_wise = [p for p in pg.processes if p.kind in ("Sparse", "DelaySparse") and p.role == "synapse"]
-    assert token_wise and all(p.args["weights"]["$"] == "token_dense" for p in token_wise)
+    token_wise = [n for n in graph.nodes if n.op == "qdense" and not n.attrs["host"]]
+    convs = {p.node: p for p in pg.processes if p.kind == "Conv"}
+    assert token_wise
+    for node in token_wise:
+        spec = convs[graph.nodes.index(node)]
+        assert spec.args["weight"]["fn"] == "conv_weight" and spec.args["weight"]["args"] == [node.attrs["weight_exp"]]
+        c_in = node.inputs[0].type.sample_shape[node.attrs["axis"] - 2]
+        assert spec.in_ports["s_in"][-1] == c_in
+    assert not [p for p in pg.processes if p.kind in ("Dense", "DelayDense", "Sparse", "DelaySparse")
+                and p.args["weights"].get("fn") == "token_dense"]
 
 
 def test_token_dense_applies_the_same_weights_at_every_position():

@@ -17,6 +17,7 @@ import pytest
 
 from lava_cases import DIGITS, LAVA_TIMEOUT_S, assert_bit_exact, digits_case, spike_count, zoo_case
 from spikec.backends.lava.lowering import lower
+from spikec.backends.lava.mapping import MappingOptions
 from spikec.backends.lava.runtime import run_lava
 from spikec.models import zoo_names
 
@@ -27,6 +28,15 @@ def test_zoo_family_runs_bit_exact_on_lava(arch):
     counts = spike_count(graph, x)
     assert sum(c > 0 for c in counts) >= len(counts) - 2, f"too many silent layers to prove much: {counts}"
     assert_bit_exact(graph, x, run_lava(graph, [x], timeout=LAVA_TIMEOUT_S))
+
+
+@pytest.mark.parametrize("attention", ["on-chip", "embedded"])
+@pytest.mark.parametrize("arch", [a for a in zoo_names() if a.startswith(("spikformer", "spikingformer"))])
+def test_spike_matmul_families_run_bit_exact_with_attention_on_chip_and_embedded(arch, attention):
+    graph, x = zoo_case(arch, batch=1)
+    pg = lower(graph, options=MappingOptions(attention))
+    assert pg.attention and all(d["attention"] == attention for d in pg.attention)
+    assert_bit_exact(graph, x, run_lava(graph, [x], pg, timeout=LAVA_TIMEOUT_S))
 
 
 def test_spikformer_iand_residual_runs_bit_exact_on_lava():
@@ -61,3 +71,12 @@ def test_samples_stream_back_to_back_and_match_one_by_one():
         assert np.array_equal(batch.values[index][:, 2:3], value), graph.nodes[index].module
     pg = lower(graph)
     assert batch.steps == 3 * pg.timesteps + pg.max_depth
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["spikingformer-cifar", "spikformer-cifar", "sdt-cifar"])
+def test_trained_digits_model_is_bit_exact_on_the_whole_test_split_with_every_op_on_neuro_cores(arch):
+    graph, x, _ = digits_case(arch, samples=450)
+    pg = lower(graph)
+    assert not {p.kind for p in pg.processes} & {"MatMul", "MaxPool", "AndNot", "Gain", "Bias"}
+    assert_bit_exact(graph, x, run_lava(graph, [x], pg, timeout=1800))
