@@ -45,12 +45,15 @@ def test_spikformer_iand_residual_runs_bit_exact_on_lava():
     assert_bit_exact(graph, x, run_lava(graph, [x], timeout=LAVA_TIMEOUT_S))
 
 
-@pytest.mark.parametrize("arch", ["spikingformer-cifar", "spikformer-cifar", "sdt-cifar"])
-def test_trained_digits_model_runs_bit_exact_on_lava(arch):
+@pytest.mark.parametrize("arch, attention", [("spikingformer-cifar", "on-chip"), ("spikingformer-cifar", "embedded"),
+                                            ("spikformer-cifar", "on-chip"), ("spikformer-cifar", "embedded"),
+                                            ("sdt-cifar", "auto")])
+def test_trained_digits_model_runs_bit_exact_on_lava(arch, attention):
     if not os.path.isfile(os.path.join(DIGITS, f"{arch}.pt")):
         pytest.skip(f"no committed checkpoint {arch}.pt")
     graph, x, _ = digits_case(arch, samples=4)
-    assert_bit_exact(graph, x, run_lava(graph, [x], timeout=LAVA_TIMEOUT_S))
+    pg = lower(graph, options=MappingOptions(attention))
+    assert_bit_exact(graph, x, run_lava(graph, [x], pg, timeout=LAVA_TIMEOUT_S))
 
 
 def test_lava_own_models_give_the_same_spikes():
