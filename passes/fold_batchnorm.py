@@ -28,7 +28,7 @@ import numpy as np
 
 from spikec.ir import Graph, Node
 from spikec.ir.ops import OpCategory, Phase, ops_with
-from spikec.errors import PassError
+from spikec.errors import InputError, PassError
 from spikec.passes.base import AnalysisCache, PassResult, Skip, Transform, single_user, unexplained
 
 __all__ = ["FoldBatchNorm", "batchnorm_affine"]
@@ -37,8 +37,15 @@ _WEIGHT_OPS = ops_with(category=OpCategory.WEIGHT, phase=Phase.FLOAT)
 
 
 def batchnorm_affine(node: Node) -> tuple[np.ndarray, np.ndarray]:
-    """The per-channel ``(g, h)`` of a batch norm node, in float64."""
+    """The per-channel ``(g, h)`` of a batch norm node, in float64. Statistics no trained batch norm has (a
+    variance below ``-eps``, or not finite) are an :class:`InputError` naming the node."""
     a = node.attrs
+    for name in ("running_mean", "running_var", "weight", "bias"):
+        if a[name] is not None and not np.all(np.isfinite(a[name])):
+            raise InputError(f"{node.describe()}: its {name} holds NaN or infinite values")
+    if np.any(a["running_var"].astype(np.float64) + a["eps"] <= 0):
+        raise InputError(f"{node.describe()}: its running_var holds {float(a['running_var'].min()):g}, but a "
+                         "variance is never negative (corrupt batch-norm statistics)")
     weight = np.ones_like(a["running_var"], dtype=np.float64) if a["weight"] is None else a["weight"].astype(np.float64)
     bias = np.zeros_like(weight) if a["bias"] is None else a["bias"].astype(np.float64)
     g = weight / np.sqrt(a["running_var"].astype(np.float64) + a["eps"])

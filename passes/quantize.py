@@ -569,5 +569,7 @@ def _build_proven(graph: Graph, analyses: AnalysisCache, options: QuantizeOption
         if all(builder.knob_of.get(p.node) is None for p in problems):
             break
     first = problems[0]
-    raise PassError(f"{first.node.describe()}: {first.message}; no choice of scales avoids it "
-                    "(pass --allow-saturation to accept saturating neurons)")
+    # The model's own magnitudes (e.g. weights of 1e30) put the value beyond Loihi's integers at every scale:
+    # the model cannot be compiled as it is, which is the input's limit, not a fault of the compile.
+    raise UnsupportedError(f"{first.node.describe()}: {first.message}; no choice of scales avoids it "
+                           "(pass --allow-saturation to accept saturating neurons)")

@@ -236,14 +236,11 @@ def _torch_shape(node: Node, batch: int) -> tuple[int, ...]:
 
 def _data_samples(graph: Graph, data: np.ndarray, observe: int) -> tuple[int, Iterator[np.ndarray]]:
     """How many inputs of ``data`` to run (the first ``observe``, or all), and those inputs one by one."""
+    from spikec.simulation import check_data_shape
+
     node = _only_input(graph)
     axis = _batch_axis(node)
-    want = _torch_shape(node, 0)
-    shape_ok = data.ndim == len(want) and all(d == w for i, (d, w) in enumerate(zip(data.shape, want)) if i != axis)
-    if not shape_ok:
-        expected = ["N" if i == axis else str(d) for i, d in enumerate(want)]
-        raise InputError(f"x has shape {list(data.shape)}; the model takes [{', '.join(expected)}] "
-                         "(N inputs stacked along the batch axis)")
+    check_data_shape(data, _torch_shape(node, 1), node.attrs["layout"], graph.name)
     if data.shape[axis] == 0:
         raise InputError("x holds no inputs (its batch axis is empty)")
     count = min(observe, data.shape[axis]) if observe else data.shape[axis]

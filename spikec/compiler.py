@@ -36,9 +36,10 @@ from importlib import metadata
 import numpy as np
 
 from spikec import __version__
-from spikec.errors import InputError, IRError
+from spikec.errors import InputError, IRError, UnsupportedError
 from spikec.registry import TARGETS, target as registered_target
 from spikec.ir import Graph, dumps, parse_graph, print_graph, weight_table
+from spikec.ir.ops import OpCategory, op_traits
 from spikec.passes.base import Skip
 from spikec.passes.manager import Callback, standard_pipeline
 from spikec.passes.quantize import QuantizationReport, Quantize, QuantizeOptions
@@ -314,6 +315,9 @@ def compile_graph(graph: Graph, name: str, input_shape, input_layout: str, targe
     lower = registered_target(target).lower
     if lower is None and attention != "auto":
         raise InputError(f"attention={attention!r} applies to --target loihi2 only, not {target}")
+    if not any(op_traits(node.op).category is OpCategory.NEURON for node in graph.nodes):
+        raise UnsupportedError(f"{name} has no spiking neuron (LIF or IF): spikec compiles spiking networks, and "
+                               "this model would run on no neuron of the chip")
     run = standard_pipeline(options).run(graph, callback)
     quantized = run.last(Quantize.name)
     integer, report, ranges = quantized.graph, quantized.report, quantized.ranges
@@ -407,15 +411,20 @@ def load_artifact(path: str) -> Artifact:
             weights = {k: archive[k] for k in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}/weights.npz is corrupt: {exc}") from None
-    with open(os.path.join(path, "model.ir")) as f:
-        text = f.read()
+    text = _read_text(path, "model.ir")
     try:
         graph = parse_graph(text, weights=weights)
     except IRError as exc:
         raise InputError(f"{path}/model.ir does not match weights.npz or is corrupt: {exc}") from None
-    files = {}
-    for name in ARTIFACT_FILES:
-        if name not in _FILES and os.path.isfile(os.path.join(path, name)):
-            with open(os.path.join(path, name)) as f:
-                files[name] = f.read()
+    files = {name: _read_text(path, name) for name in ARTIFACT_FILES
+             if name not in _FILES and os.path.isfile(os.path.join(path, name))}
     return Artifact(manifest, graph, weights, files)
+
+
+def _read_text(path: str, name: str) -> str:
+    """An artifact's text file, which spikec writes as UTF-8."""
+    try:
+        with open(os.path.join(path, name), encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}/{name} is not UTF-8 text (byte {exc.start}): the artifact is corrupt") from None

@@ -34,6 +34,12 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 
+_MAX_NESTING = 16
+"""No op has an attribute nested deeper (a pooling window is two levels); deeper input is refused, not recursed."""
+_INT64_DIGITS = 20
+"""A literal longer than this (sign included) is beyond int64 without converting it."""
+
+
 @dataclasses.dataclass
 class _Token:
     kind: str
@@ -78,6 +84,8 @@ class _Parser:
 
     def error(self, message: str) -> IRError:
         shown = self.tok.text or "end of input"
+        if len(shown) > 40:
+            shown = shown[:37] + "..."
         return IRError(f"{self.tok.line}:{self.tok.column}: {message} (at {shown!r})")
 
     def accept(self, text: str) -> bool:
@@ -112,7 +120,7 @@ class _Parser:
     def array_type(self) -> tuple[str, tuple[int, ...]]:
         dtype = self.take("ident")
         self.expect("[")
-        dims = tuple(self.comma_list("]", lambda: int(self.take("int"))))
+        dims = tuple(self.comma_list("]", self.integer))
         try:
             numpy_dtype(dtype)
         except IRError as exc:
@@ -126,20 +134,30 @@ class _Parser:
         except IRError as exc:
             raise self.error(exc.message) from None
 
-    def attr_value(self) -> Any:
+    def integer(self) -> int:
+        """An int literal; one beyond int64 is no attribute or dimension any op has."""
+        tok = self.tok
+        value = int(self.take("int")) if len(tok.text) <= _INT64_DIGITS else None
+        if value is None or not -(1 << 63) <= value < (1 << 63):
+            self.pos -= value is not None
+            raise self.error("an integer beyond 64 bits")
+        return value
+
+    def attr_value(self, depth: int = 0) -> Any:
         tok = self.tok
         if tok.kind == "ident" and tok.text in ("none", "true", "false"):
             self.pos += 1
             return {"none": None, "true": True, "false": False}[tok.text]
-        if tok.kind in ("int", "float", "string"):
+        if tok.kind == "int":
+            return self.integer()
+        if tok.kind in ("float", "string"):
             self.pos += 1
-            if tok.kind == "int":
-                return int(tok.text)
-            if tok.kind == "float":
-                return float(tok.text)
-            return json.loads(tok.text)
-        if self.accept("["):
-            return tuple(self.comma_list("]", self.attr_value))
+            return float(tok.text) if tok.kind == "float" else json.loads(tok.text)
+        if tok.kind == "punct" and tok.text == "[":
+            if depth >= _MAX_NESTING:
+                raise self.error(f"attribute lists nested deeper than {_MAX_NESTING}")
+            self.pos += 1
+            return tuple(self.comma_list("]", lambda: self.attr_value(depth + 1)))
         if tok.kind == "handle":
             self.pos += 1
             self.expect(":")

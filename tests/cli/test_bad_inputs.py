@@ -246,3 +246,53 @@ def test_known_limitations_are_bad_input_not_internal_errors(tmp_path, limitatio
     _one_line_exit_2(tmp_path, "compile", "--model", f"{tmp_path / 'net.py'}:Net", "--model-args",
                      json.dumps({"limitation": limitation}), "--input-shape", "1,1,8,8", "-o", tmp_path / "out",
                      expect=expect)
+
+
+BN = "patch_embed.block0_bn"
+
+
+@pytest.mark.parametrize("name, value, expect", [
+    ("running_var", -1.0, "its running_var holds -1, but a variance is never negative"),
+    ("weight", 1e30, "no choice of scales avoids it"),
+])
+def test_impossible_statistics_and_magnitudes_are_bad_input(tmp_path, name, value, expect):
+    # A negative variance (the fold would take its square root) and a batch-norm gain of 1e30 (every scale
+    # overflows Loihi's integers): the compile names the layer and stops, exit 2.
+    state = build_model(ARCH, CONFIG).state_dict()
+    tensor = state[f"{BN}.{name}"].clone()
+    tensor[0] = value
+    path = _checkpoint(tmp_path, tensors={f"{BN}.{name}": tensor})
+    _one_line_exit_2(tmp_path, "compile", path, "-o", tmp_path / "out", expect=expect)
+
+
+def test_a_model_without_a_neuron_is_not_compiled(tmp_path):
+    (tmp_path / "plain.py").write_text("from torch import nn\n\nclass Plain(nn.Module):\n    def __init__(self):\n"
+                                       "        super().__init__()\n        self.fc = nn.Linear(4, 3)\n\n"
+                                       "    def forward(self, x):\n        return self.fc(x)\n")
+    _one_line_exit_2(tmp_path, "compile", "--model", f"{tmp_path / 'plain.py'}:Plain", "--input-shape", "1,4",
+                     "-o", tmp_path / "out", expect="Plain has no spiking neuron (LIF or IF)")
+
+
+def _retampered(path, edit) -> None:
+    """Edit model.ir's bytes and record their new digest, as a deliberate tamperer would."""
+    import hashlib
+
+    data = edit((path / "model.ir").read_bytes())
+    (path / "model.ir").write_bytes(data)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["digests"]["model.ir"] = hashlib.sha256(data).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("edit, expect", [
+    (lambda ir: ir.replace(b"{T = 2}", b"{T = " + b"9" * 5000 + b"}", 1), "an integer beyond 64 bits (at '999"),
+    (lambda ir: ir.replace(b"graph @", b"graph @\xff", 1), "model.ir is not UTF-8 text (byte 7)"),
+    (lambda ir: ir.replace(b"stride = [1, 1]", b"stride = " + b"[" * 5000 + b"]" * 5000, 1),
+     "attribute lists nested deeper than 16"),
+])
+def test_a_retampered_model_ir_is_refused(tmp_path, edit, expect):
+    art = tmp_path / "art"
+    code, _, err = run("compile", "--arch", ARCH, "--model-args", json.dumps(CONFIG), "-o", art)
+    assert code == 0, err
+    _retampered(art, edit)
+    _one_line_exit_2(tmp_path, "simulate", art, "--backend", "intsim", "--limit", 1, expect=expect)

@@ -179,8 +179,9 @@ def test_every_bad_input_exits_2_with_one_line(tmp_path):
 
 def test_wrong_data_shape_names_the_expected_shape(tmp_path):
     args = _bad_inputs(tmp_path)["--data of the wrong shape"]
-    assert run(*args).stderr == ("spikec: error: x has shape [2, 3, 8, 8]; the model takes [N, 3, 16, 16] "
-                                 "(N inputs stacked along the batch axis)\n")
+    # The same message as simulate's (one check of a data set's shape for every command).
+    assert run(*args).stderr == ("spikec: error: the data's x has shape [2, 3, 8, 8] but spikformer_cifar takes "
+                                 "[N, 3, 16, 16] (N samples along the batch axis of input layout B)\n")
 
 
 def test_help_shows_an_example():
