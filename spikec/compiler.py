@@ -160,7 +160,12 @@ class Artifact:
             return None
         from spikec.backends.lava.artifact import process_graph_from_manifest
 
-        return process_graph_from_manifest(self.name, self.manifest["lava"], self.arrays)
+        try:
+            return process_graph_from_manifest(self.name, self.manifest["lava"], self.arrays)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # The manifest is the one file the digests do not cover: a hand-edited 'lava' section is bad input.
+            raise InputError(f"manifest.json: its 'lava' section is damaged ({type(exc).__name__}: {exc}); "
+                             "compile the model again") from None
 
     def write(self, out_dir: str, force: bool = False) -> None:
         """Write the artifact atomically: nothing appears at ``out_dir`` unless every file was written.
@@ -357,8 +362,10 @@ def _check_manifest(manifest: dict, where: str) -> None:
             raise InputError(f"{where}: {what}")
 
     need(isinstance(manifest.get("model"), str), "'model' must be the model's name")
-    need(manifest.get("target") in TARGETS, f"'target' must be one of {', '.join(TARGETS)}")
-    need(manifest.get("input_layout") in ("B", "TB"), "'input_layout' must be B or TB")
+    need(isinstance(manifest.get("target"), str) and manifest["target"] in TARGETS,
+         f"'target' must be one of {', '.join(TARGETS)}")
+    need(isinstance(manifest.get("input_layout"), str) and manifest["input_layout"] in ("B", "TB"),
+         "'input_layout' must be B or TB")
     shape = manifest.get("input_shape")
     need(isinstance(shape, list) and bool(shape) and all(_positive_int(d) for d in shape),
          "'input_shape' must be a list of positive integers")

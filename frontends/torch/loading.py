@@ -417,7 +417,8 @@ def _load_checkpoint(source: ModelSource) -> LoadedModel:
         return LoadedModel(payload, _shape_or_error(source.input_shape, path), source.input_layout,
                            type(payload).__name__)
     if isinstance(payload, dict) and isinstance(payload.get("arch"), str) and "state_dict" in payload:
-        config = payload.get("config") or {}
+        config = payload.get("config", {})
+        config = {} if config is None else config
         if not isinstance(config, dict):
             raise InputError(f"{path}: 'config' must be a dict of the architecture's options")
         merged = {**config, **source.model_args}

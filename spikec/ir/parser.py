@@ -152,7 +152,7 @@ class _Parser:
             return self.integer()
         if tok.kind in ("float", "string"):
             self.pos += 1
-            return float(tok.text) if tok.kind == "float" else json.loads(tok.text)
+            return float(tok.text) if tok.kind == "float" else self.string_literal(tok)
         if tok.kind == "punct" and tok.text == "[":
             if depth >= _MAX_NESTING:
                 raise self.error(f"attribute lists nested deeper than {_MAX_NESTING}")
@@ -179,11 +179,24 @@ class _Parser:
         self.comma_list("}", item)
         return attrs
 
+    def string_literal(self, tok: _Token) -> str:
+        """A JSON string literal (the printer writes them with ``json.dumps``)."""
+        try:
+            return json.loads(tok.text)
+        except ValueError as exc:
+            raise IRError(f"{tok.line}:{tok.column}: a string that is not a JSON string literal ({exc.msg})") \
+                from None
+
+    def string(self) -> str:
+        tok = self.tok
+        self.take("string")
+        return self.string_literal(tok)
+
     def location(self) -> Location:
-        module = json.loads(self.take("string"))
+        module = self.string()
         if not self.accept("at"):
             return Location(module)
-        file = json.loads(self.take("string"))
+        file = self.string()
         self.expect(":")
         line = int(self.take("int"))
         try:
@@ -226,7 +239,7 @@ class _Parser:
             self.expect("=")
             dtype, shape = self.array_type()
             try:
-                raw = base64.b64decode(json.loads(self.take("string")), validate=True)
+                raw = base64.b64decode(self.string(), validate=True)
                 array = np.frombuffer(raw, dtype=numpy_dtype(dtype).newbyteorder("<"))
                 arrays[name] = array.astype(numpy_dtype(dtype)).reshape(shape)
             except (ValueError, TypeError) as exc:
