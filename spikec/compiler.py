@@ -181,7 +181,10 @@ class Artifact:
         except OSError as exc:
             raise InputError(f"cannot create {parent}: {exc.strerror}") from None
         _remove_stale_staging(parent)
-        staging = tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=parent)
+        try:
+            staging = tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=parent)
+        except OSError as exc:
+            raise InputError(f"cannot write into {parent}: {exc.strerror}") from None
         try:
             os.chmod(staging, 0o777 & ~_umask())
             with open(os.path.join(staging, "model.ir"), "w") as f:

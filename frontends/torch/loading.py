@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spikec.budget import MEMORY_BUDGET_BYTES
 from spikec.errors import InputError
 from spikec.files import require_regular_file
 from spikec.frontends.torch.neurons import cupy_neurons_on_cpu
@@ -431,6 +432,11 @@ def _load_checkpoint(source: ModelSource) -> LoadedModel:
 
 
 def example_input(loaded: LoadedModel, seed: int = 0) -> torch.Tensor:
-    """A deterministic random input of the model's input shape."""
+    """A deterministic random input of the model's input shape; one beyond the memory budget is refused before
+    it is allocated."""
+    size = 4 * math.prod(loaded.input_shape)
+    if size > MEMORY_BUDGET_BYTES:
+        raise InputError(f"an input of shape {list(loaded.input_shape)} takes {size / 2**30:.1f} GiB, more than the "
+                         f"{MEMORY_BUDGET_BYTES >> 30} GiB budget: give a smaller --input-shape")
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(loaded.input_shape, generator=generator)

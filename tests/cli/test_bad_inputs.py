@@ -296,3 +296,14 @@ def test_a_retampered_model_ir_is_refused(tmp_path, edit, expect):
     assert code == 0, err
     _retampered(art, edit)
     _one_line_exit_2(tmp_path, "simulate", art, "--backend", "intsim", "--limit", 1, expect=expect)
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (("--input-shape", "1,1,100000,100000", "-o", "out"), "an input of shape [1, 1, 100000, 100000] takes 37.3 GiB"),
+    (("-o", "/proc/self/spikec-out"), "cannot write into /proc/self"),
+])
+def test_inputs_and_outputs_that_cannot_exist_are_refused(tmp_path, monkeypatch, extra, expect):
+    # An input shape whose example tensor alone exceeds the memory budget is refused before it is allocated; an
+    # output under a directory that takes no new entries is refused when the staging directory cannot be made.
+    monkeypatch.chdir(tmp_path)
+    _one_line_exit_2(tmp_path, "compile", "--arch", ARCH, "--model-args", json.dumps(CONFIG), *extra, expect=expect)
