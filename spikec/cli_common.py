@@ -127,7 +127,8 @@ def model_options(command):
         click.argument("checkpoint", required=False, metavar="[MODEL]"),
         click.option("--model", "model_ref", metavar="FILE.py:NAME|module:NAME",
                      help="Build the model from your own code (NAME is a class or factory)."),
-        click.option("--arch", metavar="NAME", help="Build a zoo architecture (see `spikec zoo`)."),
+        click.option("--arch", metavar="NAME", help="Build a zoo architecture (see `spikec zoo`); without --weights "
+                                                    "its weights are random, the same in every run."),
         click.option("--model-args", metavar="JSON", help="Keyword arguments for --model or config for --arch."),
         click.option("--weights", metavar="FILE", type=click.Path(),
                      help="State dict for --model/--arch (raw, or under 'state_dict'/'model' as timm saves)."),

@@ -365,12 +365,19 @@ def _load_zoo(arch: str, config: dict, source: ModelSource, state: dict | None, 
     from spikec.models import build_model, default_input_shape, zoo_entry
 
     config = _zoo_config(arch, config, source.timesteps if source.timesteps is not None else timesteps)
-    module = build_model(arch, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ZOO_INIT_SEED)       # without --weights, the same random weights in every run
+        module = build_model(arch, config)
     if state is not None:
         load_state_dict(module, state, state_path)
     shape = source.input_shape or (tuple(input_shape) if input_shape else default_input_shape(arch, config))
     input_exp, input_range = zoo_entry(arch).input_encoding
     return LoadedModel(module, tuple(shape), source.input_layout, arch.replace("-", "_"), input_exp, input_range)
+
+
+ZOO_INIT_SEED = 0
+"""The seed a zoo architecture is initialised with, so that ``--arch`` without ``--weights`` compiles to the same
+artifact every time (the caller's random state is left as it was)."""
 
 
 def load_model(source: ModelSource) -> LoadedModel:

@@ -111,3 +111,18 @@ def test_an_artifact_cannot_run_on_torch(tmp_path, data):
     assert code == 2
     assert err == ("spikec: error: spikingformer_cifar is a compiled artifact: it runs on intsim only (torch needs "
                    "the PyTorch model: simulate the model itself)\n")
+
+
+def test_a_zoo_architecture_without_weights_compiles_to_the_same_bytes_in_every_process(tmp_path):
+    # --arch without --weights initialises random weights from a fixed seed, so two runs (two processes, each
+    # with its own fresh random state) write identical artifacts.
+    import subprocess
+    import sys
+
+    args = ["compile", "--arch", "spikformer-cifar", "--model-args",
+            '{"depth": 1, "embed_dim": 16, "num_heads": 2, "img_size": 8}']
+    for name in ("first", "second"):
+        subprocess.run([sys.executable, "-m", "spikec", *args, "-o", str(tmp_path / name)], check=True,
+                       capture_output=True)
+    for file in ("manifest.json", "model.ir", "weights.npz"):
+        assert (tmp_path / "first" / file).read_bytes() == (tmp_path / "second" / file).read_bytes(), file
