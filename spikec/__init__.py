@@ -2,12 +2,12 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "verify", "compile", "simulate", "report"]
+__all__ = ["__version__", "verify", "compile", "simulate", "report", "Calibrate"]
 
 
 def __getattr__(name: str):
     """Load the API on first use, so that ``import spikec`` stays light (no torch)."""
-    if name in ("verify", "compile", "simulate", "report"):
+    if name in ("verify", "compile", "simulate", "report", "Calibrate"):
         from spikec import api
 
         return getattr(api, name)

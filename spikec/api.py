@@ -89,16 +89,25 @@ def quantize_options(loaded=None, *, input_exp: int | None = None, input_range=N
 
 def compile(model, example_input, *, target: str = "intsim", input_layout: str = "B", input_exp: int | None = None,
             input_range: tuple[float, float] | None = None, allow_saturation: bool = False, name: str | None = None,
-            attention: str = "auto"):
-    """Trace ``model`` on ``example_input`` and compile it to Lava fixed point (:mod:`spikec.compiler`);
-    ``.write(out_dir)`` on the result writes the artifact ``spikec compile`` writes. Without ``input_exp``
-    and ``input_range`` the input is taken as an image in [0, 1], quantized with 8 fractional bits.
-    ``attention`` (loihi2): where spike matmuls run, ``auto``, ``on-chip`` or ``embedded``."""
+            attention: str = "auto", calibrate: Calibrate = Calibrate(), seed: int = 0):
+    """Trace ``model`` on ``example_input`` and compile it to Lava fixed point (:mod:`spikec.compiler`), as
+    ``spikec compile`` does; ``.write(out_dir)`` on the result writes the artifact ``spikec compile`` writes.
+    Without ``input_range`` the input is taken as an image in [0, 1]; without ``input_exp`` the input exponent
+    (at most 8 fractional bits) is calibrated as ``calibrate`` says (:class:`Calibrate`: by default on 64
+    random inputs in the input range; ``Calibrate(0)`` keeps 8 bits). ``attention`` (loihi2): where spike
+    matmuls run, ``auto``, ``on-chip`` or ``embedded``."""
     from spikec.compiler import compile_graph
     from spikec.frontends.torch import trace_module
+    from spikec.simulation import batch_axis
 
     graph = trace_module(model, example_input, input_layout, name).graph
-    options = quantize_options(input_exp=input_exp, input_range=input_range, allow_saturation=allow_saturation)
+    shape = list(example_input.shape)
+    shape[batch_axis(input_layout)] = 1
+    lo_hi = quantize_options(input_range=input_range).input_range
+    calibration = None if input_exp is not None else calibration_samples(
+        calibrate, tuple(shape), input_layout, lo_hi, seed, graph.name)
+    options = quantize_options(input_exp=input_exp, input_range=input_range, allow_saturation=allow_saturation,
+                               calibration=calibration)
     return compile_graph(graph, graph.name, tuple(example_input.shape), input_layout, target, options,
                          attention=attention)
 

@@ -54,3 +54,20 @@ def test_api_and_cli_calibrate_a_checkpoint_on_the_data_they_simulate():
     assert shown["fidelity"] == report.fidelity and report.fidelity["reference"] == "float/intsim"
     compiled = spikec.api.compile_source(ModelSource(checkpoint=path), calibrate=spikec.api.Calibrate(data=x[:100]))[1]
     assert compiled.quantization.calibration["source"] == "data" and compiled.quantization.input_exp < 8
+
+
+def test_compile_of_a_module_calibrates_as_the_cli_does():
+    # The same zoo model as a module (spikec.compile) and as --arch (the CLI's compile_source): the same random
+    # calibration inputs, so the same input exponent and the same integer graph; Calibrate(0) keeps 8 bits.
+    from spikec.api import compile_source
+    from spikec.frontends.torch.loading import load_model
+
+    source = ModelSource(arch="spikingformer-cifar", model_args={"depth": 1, "embed_dim": 16, "num_heads": 2,
+                                                                "img_size": 8})
+    _, from_cli = compile_source(source)
+    module = load_model(source).module
+    from_api = spikec.compile(module, torch.rand(1, 3, 8, 8), name="spikingformer_cifar")
+    assert from_api.quantization.calibration == from_cli.quantization.calibration
+    assert from_api.quantization.input_exp == from_cli.quantization.input_exp < 8
+    uncalibrated = spikec.compile(module, torch.rand(1, 3, 8, 8), calibrate=spikec.Calibrate(0))
+    assert uncalibrated.quantization.input_exp == 8 and uncalibrated.quantization.calibration is None
