@@ -37,8 +37,8 @@ lint: $(STAMP)
 test: lint
 	$(VENV)/bin/python -m pytest -q
 
-# The slow tier (tests marked slow): the extended Lava oracle campaigns and the digits checkpoints on Lava over
-# the whole test split; CI runs it after `make test`.
+# The slow tier (tests marked slow): the extended Lava oracle campaigns, the digits checkpoints on Lava over the
+# whole test split and the random-graph campaign (at least 50 graphs); CI runs it after `make test`.
 test-slow: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m slow
 
