@@ -207,8 +207,9 @@ def _initial_plan(graph: Graph, classes: ScaleClasses, options: QuantizeOptions)
             if kind == "host":
                 continue  # its scale follows its input's, once that is chosen (_Builder._host_scale)
             if not classes.scale(node.inputs[0]).fixed:
-                raise PassError(f"quantize: {node.describe()} reads the analog output of another weight op; "
-                                "fold or re-parameterize the pair first")
+                raise UnsupportedError(f"quantize: {node.describe()} reads the analog output of another weight op "
+                                       "(e.g. conv -> batch norm -> conv): Loihi's synapses read spikes or a "
+                                       "neuron's graded output; put a neuron between them, or fold the pair")
     root_exp = {root: math.floor(min(values)) for root, values in limits.items()}
     for root in classes.parent:
         top = classes.find(root)[1]
@@ -296,10 +297,15 @@ class _Builder:
         return self.emit(node.op, [self.value(v) for v in node.inputs], dict(node.attrs), node)
 
     def _host_scale(self, node: Node, s_in: float) -> None:
-        """The readout's output scale: the largest power of two keeping its weights within 16 bits."""
+        """The readout's output scale: the largest power of two keeping its weights within 16 bits and its bias,
+        ``round(bias * scale)``, within int32."""
         out = self.classes.scale(node.output)
         peak = float(np.abs(node.attrs["weight"]).max(initial=0.0))
         exp = 0 if peak == 0 else math.floor(math.log2(32767 * s_in / (float(out.ratio) * peak)))
+        bias = node.attrs["bias"]
+        bias_peak = 0.0 if bias is None else float(np.abs(bias.astype(np.float64)).max(initial=0.0))
+        if bias_peak:
+            exp = min(exp, math.floor(math.log2((2**31 - 1) / (float(out.ratio) * bias_peak))))
         self.plan.root_exp[out.root] = exp
 
     def _weight_op(self, node: Node) -> Value:

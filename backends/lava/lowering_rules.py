@@ -35,9 +35,10 @@ import math
 import numpy as np
 
 from spikec.backends.intsim.fixed_point import ACTIVATION_SHIFT, BIAS_MANT_BITS, DECAY_MAX, DU_NO_CURRENT_MEMORY, \
-    INT16_MAX, INT16_MIN, MESSAGE_BITS, SIGN_MODE_RANGES, U_EXACT, WEIGHT_BITS, SignMode, prepare_dense_weights
+    INT16_MAX, INT16_MIN, MESSAGE_BITS, U_EXACT, WEIGHT_BITS, SignMode, prepare_dense_weights
 from spikec.backends.lava.helpers import layout_ref, max_tree, pool_candidates
 from spikec.backends.lava.lowering_streams import Lowering, Rule, Stream, Term
+from spikec.backends.lava.mapping import and_not_on_neurons, gain_mantissa, gain_on_synapses
 from spikec.ir import Node
 from spikec.ir.ops import spike_valued
 
@@ -46,8 +47,7 @@ __all__ = ["RULES"]
 _LIF_BIAS_EXP = ACTIVATION_SHIFT
 """``bias_mant << 6`` added to ``v`` is intsim's bias added to ``a`` before ``a << 6`` (when ``u`` has no memory)."""
 _BIAS_HALVED = 1 << (BIAS_MANT_BITS - 1)
-EXCITATORY_WEIGHT_MAX = SIGN_MODE_RANGES[SignMode.EXCITATORY][1]
-"""The largest weight of an EXCITATORY synapse group (Lava clips to [0, 255])."""
+
 """An even bias of this magnitude or more is halved into ``bias_exp = 7``, to fit Loihi's 13-bit mantissa."""
 
 
@@ -335,7 +335,7 @@ def and_not_rule(low: Lowering, node: Node, delay: int) -> Stream:
     fire for a positive sum, i.e. for ``s = 1, a = 0``. With broadcasting, spikec's ``AndNot`` on the embedded
     cores."""
     shape = node.output.type.sample_shape
-    if any(v.type.sample_shape != shape or not spike_valued(v) for v in node.inputs):
+    if not and_not_on_neurons(node):
         return op_rule(low, node, delay)
     size = math.prod(shape)
     inhibit, excite = (low.input_stream(node, i, delay) for i in range(2))
@@ -346,12 +346,6 @@ def and_not_rule(low: Lowering, node: Node, delay: int) -> Stream:
 
 
 # ------------------------------------------------------------------ sums, gains and products on cores
-
-
-def _power_of_two(factor: int) -> tuple[int, int]:
-    """``factor = m * 2**e`` with ``m`` odd."""
-    exp = (factor & -factor).bit_length() - 1
-    return factor >> exp, exp
 
 
 def sum_rule(low: Lowering, node: Node, delay: int) -> Stream:
@@ -378,9 +372,9 @@ def gain_rule(low: Lowering, node: Node, delay: int) -> Stream:
     if node in low.mapping.folded:
         return stream
     factor = node.attrs["factor"]
-    mantissa, exp = _power_of_two(factor)
-    if mantissa > EXCITATORY_WEIGHT_MAX:
+    if not gain_on_synapses(node):
         return op_rule(low, node, delay)
+    mantissa, exp = gain_mantissa(factor)
     shape = node.output.type.sample_shape
     out = low.synapses(node, delay, stream, layout_ref("identity", math.prod(shape), mantissa), shape,
                        weight_exp=exp, prefix="gain")

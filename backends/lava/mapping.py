@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from spikec.backends.intsim.fixed_point import MESSAGE_BITS
+from spikec.backends.intsim.fixed_point import MESSAGE_BITS, SIGN_MODE_RANGES, SignMode
 from spikec.backends.lava.helpers import max_tree_levels
 from spikec.backends.lava.regions import Regions
 from spikec.errors import InputError
@@ -45,7 +45,8 @@ from spikec.ir import Graph, Node
 from spikec.ir.ops import spike_valued
 from spikec.passes.range_analysis import RangeReport
 
-__all__ = ["ATTENTION_MODES", "ATTENTION_SHARE", "MappingOptions", "Mapping", "plan_mapping", "matmul_neurons"]
+__all__ = ["ATTENTION_MODES", "ATTENTION_SHARE", "MappingOptions", "Mapping", "plan_mapping", "matmul_neurons",
+           "and_not_on_neurons", "gain_mantissa", "gain_on_synapses"]
 
 ATTENTION_MODES = ("auto", "on-chip", "embedded")
 ATTENTION_SHARE = 16 * 8192
@@ -54,6 +55,7 @@ ATTENTION_SHARE = 16 * 8192
 
 MESSAGE_MAX = (1 << (MESSAGE_BITS - 1)) - 1
 """The largest magnitude a graded spike carries exactly (24-bit messages, as Lava's ports type them)."""
+_EXCITATORY_WEIGHT_MAX = SIGN_MODE_RANGES[SignMode.EXCITATORY][1]
 _FOLDING_PRODUCERS = ("qconv2d", "qdense", "sum", "matmul")
 _VIEWS = ("reshape", "transpose")
 
@@ -93,19 +95,40 @@ class Mapping:
         if op == "matmul":
             return 2 if self.on_chip_matmul(node) else 0
         if op == "qgain":
-            return 0 if node in self.folded else 1
+            return 0 if node in self.folded or not gain_on_synapses(node) else 1
         if op == "mul":
             return int(any(v.type.sample_shape != node.output.type.sample_shape for v in node.inputs))
         if op == "maxpool":
             return 1 if spike_valued(node.inputs[0]) else self.max_trees.get(node, -1) + 1
-        if op in ("and_not", "sum"):
-            return 0 if op == "sum" and 0 in node.attrs["axes"] else 1
+        if op == "and_not":
+            return 1 if and_not_on_neurons(node) else 0
+        if op == "sum":
+            return 0 if 0 in node.attrs["axes"] else 1
         return 0
 
     def decisions(self, index: dict[int, int]) -> list[dict]:
         """The attention decisions for the manifest: node index, where, why."""
         return [{"node": index[id(n)], "module": n.module, "attention": where, "why": why}
                 for n, (where, why) in self.matmuls.items()]
+
+
+def and_not_on_neurons(node: Node) -> bool:
+    """Whether an IAND runs on neuro cores (+1/-1 synapses into OR neurons, one step): both operands spikes of
+    the output's shape. A broadcast one runs as spikec's ``AndNot``, which sends within the step."""
+    shape = node.output.type.sample_shape
+    return all(v.type.sample_shape == shape and spike_valued(v) for v in node.inputs)
+
+
+def gain_mantissa(factor: int) -> tuple[int, int]:
+    """``factor = m * 2**e`` with ``m`` odd."""
+    exp = (factor & -factor).bit_length() - 1
+    return factor >> exp, exp
+
+
+def gain_on_synapses(node: Node) -> bool:
+    """Whether an unfolded gain is an identity synapse group (one step): its odd mantissa fits an EXCITATORY
+    weight (at most 255); otherwise spikec's ``Gain`` runs it within the step."""
+    return gain_mantissa(node.attrs["factor"])[0] <= _EXCITATORY_WEIGHT_MAX
 
 
 def matmul_neurons(node: Node) -> int:

@@ -10,6 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import spikec
+
 from helpers import graph_from_text
 from spikec.backends.float.interpreter import run_float
 from spikec.backends.intsim.interpreter import run_intsim
@@ -108,10 +110,41 @@ def test_residual_fan_in_shares_one_scale_and_the_readout_runs_on_the_host():
       "f32[2,2,4] loc(\"n1\""), InputError,
      "quantize: lif in n1 \\(m.py:2\\) resets soft \\(v_reset=None\\); Lava's LIF resets to 0"),
     (("%6 = add(%3, %5)", "%6 = mul(%3, %5)"), PassError, "quantize: scale-classes: mul multiplies an analog value"),
-    (("%5 = linear(%4)", "%5 = linear(%3)"), PassError,
+    (("%5 = linear(%4)", "%5 = linear(%3)"), InputError,
      "quantize: linear in b \\(m.py:3\\) reads the analog output of another weight op"),
 ])
 def test_what_lava_cannot_do_is_named(edit, error, message):
     graph = graph_from_text(RESIDUAL.replace(*edit))
     with pytest.raises(error, match=message):
         Quantize()(graph)
+
+
+def test_the_host_readouts_bias_bounds_its_output_scale():
+    # A classifier with tiny weights and a bias of ±1: its 16-bit weights alone would allow an output scale near
+    # 2**40, where round(bias * scale) is beyond int32 (it used to wrap to INT32_MIN, and the logits were wrong).
+    from spikec.nn import MultiStepLIF
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4)
+            self.lif = MultiStepLIF(2.0)
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = x.unsqueeze(0).repeat(2, 1, 1, 1, 1)
+            y = self.lif(self.bn(self.conv(x.flatten(0, 1))).reshape(2, -1, 4, 4, 4))
+            return self.head(y.flatten(3).mean(3).mean(0))
+
+    torch.manual_seed(0)
+    net, x = Net().eval(), torch.rand(2, 1, 4, 4)
+    with torch.no_grad():
+        net.bn.bias.fill_(1.0)
+        net.head.weight.mul_(1e-4)
+        net.head.bias.copy_(torch.tensor([1.0, -1.0]))
+    compiled = spikec.compile(net, x)
+    head = next(n for n in compiled.graph.nodes if n.op == "qdense" and n.attrs["host"])
+    scale = compiled.output_scales[0]
+    assert np.array_equal(head.attrs["bias"], np.round(np.array([1.0, -1.0]) * scale))
+    logits = run_intsim(compiled.graph, [x.numpy()]).outputs[0] / scale
+    assert np.allclose(logits, net(x).detach().numpy(), atol=1e-3)

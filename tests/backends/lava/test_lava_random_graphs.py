@@ -24,11 +24,6 @@ FIXED_SEEDS = (9, 10, 11, 26, 27, 33, 39, 40, 41, 46, 60, 64, 68, 75, 77, 81, 88
 """Seeds chosen so that together they cover every feature of the generator and every on-chip op of the lowering
 (both checked below) while running on Lava in about a minute on two cores."""
 
-KNOWN_BUGS = {
-    114: "spikec bug: a broadcast and_not (SDSA's iand(attn, q)) runs as spikec's AndNot process, which sends within "
-         "the step, but Mapping.latency gives every and_not one step, so Lava runs a step early after it",
-}
-"""Fixed seeds that fail because of a known spikec bug (strict xfail: the test says so once the bug is fixed)."""
 
 SLOW_START = 1000
 SLOW_MIN_SEEDS = 50
@@ -91,8 +86,7 @@ def test_fixed_seeds_compile_to_every_on_chip_op_and_both_attention_placements()
     assert sorted(wanted - ops) == []
 
 
-@pytest.mark.parametrize("seed", [pytest.param(seed, marks=pytest.mark.xfail(reason=KNOWN_BUGS[seed], strict=True))
-                                  if seed in KNOWN_BUGS else seed for seed in FIXED_SEEDS])
+@pytest.mark.parametrize("seed", FIXED_SEEDS)
 def test_random_graph_is_bit_exact_on_lava(seed):
     """intsim and Lava agree on every neuron layer's spikes, step and sample, and on the logits; every layer
     fires on intsim too, so the comparison is not between silent layers."""
