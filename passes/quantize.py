@@ -196,6 +196,9 @@ def _initial_plan(graph: Graph, classes: ScaleClasses, options: QuantizeOptions)
         if op_traits(node.op).category is OpCategory.NEURON:
             s = classes.scale(node.inputs[0])
             factor = _threshold_factor(node)
+            if not math.isfinite(factor):
+                raise InputError(f"quantize: {node.describe()} has tau {node.attrs.get('tau')} and threshold "
+                                 f"{node.attrs['v_threshold']}: both must be finite")
             if factor <= 0:
                 raise PassError(f"quantize: {node.describe()} has a non-positive threshold {node.attrs['v_threshold']}")
             if s.fixed:

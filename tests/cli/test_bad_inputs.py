@@ -307,3 +307,14 @@ def test_inputs_and_outputs_that_cannot_exist_are_refused(tmp_path, monkeypatch,
     # output under a directory that takes no new entries is refused when the staging directory cannot be made.
     monkeypatch.chdir(tmp_path)
     _one_line_exit_2(tmp_path, "compile", "--arch", ARCH, "--model-args", json.dumps(CONFIG), *extra, expect=expect)
+
+
+def test_an_infinite_time_constant_is_bad_input(tmp_path):
+    # tau = inf used to end in 'math domain error' (exit 3) while choosing the neuron's scale.
+    (tmp_path / "net.py").write_text(
+        "import torch\nfrom torch import nn\nfrom spikec.nn import MultiStepLIF\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 8)\n"
+        "        self.lif = MultiStepLIF(float('inf'))\n        self.head = nn.Linear(8, 3)\n\n"
+        "    def forward(self, x):\n        return self.head(self.lif(self.fc(x.unsqueeze(0).repeat(2, 1, 1))).mean(0))\n")
+    _one_line_exit_2(tmp_path, "compile", "--model", f"{tmp_path / 'net.py'}:Net", "--input-shape", "1,4", "-o",
+                     tmp_path / "out", expect="has tau inf and threshold 1.0: both must be finite")
