@@ -30,8 +30,14 @@ def test_zoo_family_runs_bit_exact_on_lava(arch):
     assert_bit_exact(graph, x, run_lava(graph, [x], timeout=LAVA_TIMEOUT_S))
 
 
+_MATMUL_FAMILIES = [a for a in zoo_names() if a.startswith(("spikformer", "spikingformer"))]
+_QUICK = ("spikformer-cifar", "spikingformer-cifar", "spikformer-v2")
+"""Spike-matmul families in ``make test``; the other sizes (DVS, ImageNet) run in the slow tier."""
+
+
 @pytest.mark.parametrize("attention", ["on-chip", "embedded"])
-@pytest.mark.parametrize("arch", [a for a in zoo_names() if a.startswith(("spikformer", "spikingformer"))])
+@pytest.mark.parametrize("arch", [a if a in _QUICK else pytest.param(a, marks=pytest.mark.slow)
+                                  for a in _MATMUL_FAMILIES])
 def test_spike_matmul_families_run_bit_exact_with_attention_on_chip_and_embedded(arch, attention):
     graph, x = zoo_case(arch, batch=1)
     pg = lower(graph, options=MappingOptions(attention))
