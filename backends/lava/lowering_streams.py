@@ -302,16 +302,11 @@ class Lowering:
         size = math.prod(shape)
         step = min(delay, MAX_SYNAPSE_DELAY + 1)
         stream = self.realize(value, delay - step)
-        synapse, neuron = self.tag(node, delay, "relay_syn"), self.tag(node, delay, "relay")
-        args = {"weights": layout_ref("identity", size), "num_message_bits": 0,
-                "sign_mode": {"$": "sign_mode", "name": "EXCITATORY"}}
-        kind = "Sparse"
-        if step > 1:
-            kind, args = "DelaySparse", {**args, "delays": step - 1}
-        self.process(node, synapse, kind, args, "relay", delay, {"s_in": (size,)}, {"a_out": (size,)})
-        self.net.connect(stream, synapse, "s_in", (size,))
+        relayed = self.synapses(node, delay, stream, layout_ref("identity", size), shape, prefix="relay_syn",
+                                synapse_delay=step - 1, role="relay")
+        neuron = self.tag(node, delay, "relay")
         args = {"shape": list(shape), "du": DU_NO_CURRENT_MEMORY, "dv": DECAY_MAX, "vth": 0}
         self.process(node, neuron, "LIF", args, "relay", delay, {"a_in": shape}, {"s_out": shape})
-        self.net.connect(Stream.port(synapse, "a_out", (size,)), neuron, "a_in", shape)
+        self.net.connect(relayed, neuron, "a_in", shape)
         return Stream.port(neuron, "s_out", shape)
 

@@ -81,7 +81,7 @@ class Mapping:
 
     def gain_exp(self, node: Node) -> int:
         """``k`` of the gain ``2**k`` folded into ``node``'s synapses (0 when none)."""
-        return self.gains.get(node, 1).bit_length() - 1
+        return gain_mantissa(self.gains.get(node, 1))[1]
 
     def on_chip_matmul(self, node: Node) -> bool:
         return self.matmuls[node][0] == "on-chip"
@@ -153,14 +153,10 @@ def plan_mapping(graph: Graph, regions: Regions, ranges: RangeReport,
             continue
         gains[producer] = node.attrs["factor"]
         folded.add(node)
-    token_convs = {n: n.attrs["weight_exp"] + _exp(gains.get(n, 1)) for n in on_chip
+    token_convs = {n: n.attrs["weight_exp"] + gain_mantissa(gains.get(n, 1))[1] for n in on_chip
                    if n.op == "qdense" and not n.attrs["host"] and n.inputs[0].type.rank > 3}
     token_convs = {n: e for n, e in token_convs.items() if _conv_sums_fit(n, e, gains, folded, ranges)}
     return Mapping(gains, frozenset(folded), matmuls, max_trees, token_convs)
-
-
-def _exp(power_of_two: int) -> int:
-    return power_of_two.bit_length() - 1
 
 
 def _conv_sums_fit(node: Node, exp: int, gains: dict[Node, int], folded: set[Node], ranges: RangeReport) -> bool:
