@@ -22,7 +22,14 @@ weights ``≈ (s / s_in) W``. A dense group (linear, 1x1 conv) uses Lava's Dense
 ``t = (s / s_in) W``), messages ``(W_int x) * 2**e`` (floor shift). A spatial conv uses ``W_int =`` the
 target rounded to even; Lava's Conv has no weight exponent, so where the target exceeds 8 bits the conv sums
 ``t / 2**e`` (``e = ceil(log2(max|t| / 254)) > 0``, its bias at that scale too) and an exact ``qgain 2**e``
-follows it. The bias becomes ``round(s * b)`` messages added every step. Nonzero weights that all quantize to
+follows it; where the largest target fits 7 bits and the weight error exceeds ``_FINER_ERROR`` (typically the
+encoding layer, whose input scale is ``2**input_exp``), the conv sums at ``2**-e`` times the output scale
+(``e < 0``, 8-bit weights ``t / 2**e``) and a floor shift ``qshift -e`` brings the sum down (range analysis
+takes bits off ``-e`` where the conv's 24-bit sums could wrap). Either kind takes one exponent less, its largest
+weights clipped to 8 bits, where that gives a smaller error. A Dense group whose weight error exceeds
+``_OUTLIER_ERROR`` because a few weights set its exponent is split into two groups whose messages sum at the
+neurons (:func:`_split_outliers`).
+The bias becomes ``round(s * b)`` messages added every step. Nonzero weights that all quantize to
 0 are an :class:`InputError` naming the layer.
 
 **Input.** The model input is assumed to lie in ``input_range`` (default [0, 1], normalised images) and is
@@ -43,7 +50,9 @@ Neurons fed by exact integer counts (spike matmuls) get a power-of-two gain (``q
 large enough for that gap to hold no reachable value. The reset must be hard, to 0 (Lava's).
 
 **Readout.** A weight op whose output reaches the model output without passing a neuron is the host
-classifier: 16-bit weights, int64. Means become sums (the scale absorbs ``1/n``).
+classifier: 16-bit weights, int64. Means become sums (the scale absorbs ``1/n``); a mean of analog values that a
+neuron reads becomes its sum floor-shifted by ``floor(log2 n)`` bits (``qshift``), so that the neuron keeps the
+scale of the values averaged.
 """
 
 from __future__ import annotations
@@ -67,6 +76,12 @@ __all__ = ["Calibration", "QuantizeOptions", "QuantizationReport", "LayerQuantiz
            "Quantize", "QuantizeResult", "QUANTIZE_RULES", "UNQUANTIZABLE", "unquantizable"]
 
 _MAX_ITERATIONS = 64
+_OUTLIER_ERROR = 0.04
+"""A Dense group's weight error above which its largest weights are looked at as outliers (_split_outliers)."""
+_FINEST_CONV_SUM = 16
+"""The most fractional bits a spatial conv sums at (before range analysis takes any away)."""
+_FINER_ERROR = 0.02
+"""A spatial conv's weight error at its output scale above which it sums finer (_weight_error)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +120,8 @@ class LayerQuantization:
     weight_exp: int
     max_weight: int
     relative_error: float       # ||W_int 2^e / (s/s_in) - W|| / ||W||
+    outliers: int = 0           # weights also held by an outlier group at exponent outlier_exp (_split_outliers)
+    outlier_exp: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +191,11 @@ class _Plan:
 
     root_exp: dict[str, int]
     gain_exp: dict[Node, int]
+    finest: dict[Node, int] = dataclasses.field(default_factory=dict)  # spatial conv -> the most bits it may
+                                                                       # sum finer than its output scale
+
+    def finest_of(self, node: Node) -> int:
+        return self.finest.get(node, _FINEST_CONV_SUM)
 
 
 def _numeric(scale: Scale, plan: _Plan) -> Fraction:
@@ -227,26 +249,87 @@ def _even_round(x: np.ndarray) -> np.ndarray:
     return DENSE_MANTISSA_STEP * np.round(x / DENSE_MANTISSA_STEP)
 
 
-def _quantize_weights(weight: np.ndarray, ratio: float, kind: str) -> tuple[np.ndarray, int]:
-    """Integer weights and exponent for ``ratio * weight`` (see the module docstring)."""
+def _quantize_weights(weight: np.ndarray, ratio: float, kind: str, finest: int = 0) -> tuple[np.ndarray, int]:
+    """Integer weights and exponent for ``ratio * weight`` (see the module docstring); a spatial conv's exponent
+    is at least ``-finest``."""
     target = weight.astype(np.float64) * ratio
     peak = float(np.abs(target).max(initial=0.0))
     if kind == "conv":
-        exp = 0 if peak <= DENSE_MANTISSA_MAX else math.ceil(math.log2(peak / DENSE_MANTISSA_MAX))
-        return np.clip(_even_round(target / 2.0 ** exp), DENSE_MANTISSA_MIN, DENSE_MANTISSA_MAX).astype(np.int32), exp
+        exp = 0 if peak == 0 else max(-finest, math.ceil(math.log2(peak / DENSE_MANTISSA_MAX)))
+        return _mantissas(target, exp), exp
     if kind == "host":
         exp = 0 if peak <= 32767 else math.ceil(math.log2(peak / 32767))
         return np.clip(np.round(target / 2.0 ** exp), -32767, 32767).astype(np.int32), exp
     exp = 0 if peak == 0 else math.ceil(math.log2(peak / DENSE_MANTISSA_MAX))
-    return np.clip(_even_round(target / 2.0 ** exp), DENSE_MANTISSA_MIN, DENSE_MANTISSA_MAX).astype(np.int32), exp
+    return _mantissas(target, exp), exp
 
 
-def _weight_error(weight: np.ndarray, ratio: float, kind: str) -> tuple[np.ndarray, int, float]:
+def _mantissas(target: np.ndarray, exp: int) -> np.ndarray:
+    """The even 8-bit mantissas of ``target`` at exponent ``exp``, clipped to ``[-256, 254]``."""
+    return np.clip(_even_round(target / 2.0 ** exp), DENSE_MANTISSA_MIN, DENSE_MANTISSA_MAX).astype(np.int32)
+
+
+def _weight_error(weight: np.ndarray, ratio: float, kind: str, finest: int = 0) -> tuple[np.ndarray, int, float]:
     """The integer weights and exponent for ``ratio * weight`` and their relative error
-    ``||W_int 2^e / ratio - W|| / ||W||`` (1 when every weight quantizes to 0)."""
+    ``||W_int 2^e / ratio - W|| / ||W||`` (1 when every weight quantizes to 0). A spatial conv sums finer (down
+    to ``2**-finest``) only where its weights at the output scale have an error above ``_FINER_ERROR``: the
+    shift after it costs a neuron and a synapse per output on Lava.
+
+    An 8-bit group whose largest weight lands just above a power of two leaves the rest a bit unused: one
+    exponent less, the largest weights clipped to the 8 bits, is taken where its error is smaller."""
     w_int, exp = _quantize_weights(weight, ratio, kind)
+    error = _relative_error(weight, w_int, exp, ratio)
+    lowest = 0 if kind == "conv" else -math.inf
+    if kind == "conv" and finest and error > _FINER_ERROR:
+        w_int, exp = _quantize_weights(weight, ratio, kind, finest)
+        error = _relative_error(weight, w_int, exp, ratio)
+        lowest = -finest
+    if kind != "host" and exp - 1 >= lowest and w_int.any():
+        clipped = _mantissas(weight.astype(np.float64) * ratio, exp - 1)
+        clipped_error = _relative_error(weight, clipped, exp - 1, ratio)
+        if clipped_error < error:
+            w_int, exp, error = clipped, exp - 1, clipped_error
+    return w_int, exp, error
+
+
+def _relative_error(weight: np.ndarray, w_int: np.ndarray, exp: int, ratio: float) -> float:
     approx = w_int.astype(np.float64) * 2.0 ** exp / ratio
-    return w_int, exp, float(np.linalg.norm(approx - weight) / max(np.linalg.norm(weight), 1e-30))
+    return float(np.linalg.norm(approx - weight) / max(np.linalg.norm(weight), 1e-30))
+
+
+@dataclasses.dataclass(frozen=True)
+class _OutlierSplit:
+    """A Dense group's weights as two groups reading the same input: ``low`` at the exponent the bulk of the
+    weights needs and ``high``, nonzero only at the outliers, at the exponent of the largest weight."""
+
+    low: np.ndarray
+    low_exp: int
+    high: np.ndarray
+    high_exp: int
+    error: float
+
+
+def _split_outliers(weight: np.ndarray, ratio: float, exp: int, error: float) -> _OutlierSplit | None:
+    """Split a Dense group whose few largest weights take its shared exponent from the rest (PyTorch's
+    ``trunc_normal_(std=0.02)`` can draw a weight at its bound 2, a hundred deviations out).
+
+    For ``d = 1..8``: ``low = round(t / 2**(exp - d))`` clipped to 8 bits, and ``high = round((t - low 2**(exp - d))
+    / 2**exp)`` takes what the clip left; the ``d`` with the smallest relative error wins. The split is kept when
+    it at least halves the error of the single group (``error``) with outliers in at most 1% of the weights, the
+    two groups' messages summing at the neurons they feed."""
+    if error <= _OUTLIER_ERROR:
+        return None
+    target = weight.astype(np.float64) * ratio
+    norm = max(float(np.linalg.norm(target)), 1e-30)
+    best = None
+    for drop in range(1, 9):
+        low = np.clip(_even_round(target / 2.0 ** (exp - drop)), DENSE_MANTISSA_MIN, DENSE_MANTISSA_MAX)
+        high = np.clip(_even_round((target - low * 2.0 ** (exp - drop)) / 2.0 ** exp), DENSE_MANTISSA_MIN,
+                       DENSE_MANTISSA_MAX)
+        split_error = float(np.linalg.norm(high * 2.0 ** exp + low * 2.0 ** (exp - drop) - target)) / norm
+        if np.count_nonzero(high) <= 0.01 * high.size and (best is None or split_error < best.error):
+            best = _OutlierSplit(low.astype(np.int32), exp - drop, high.astype(np.int32), exp, split_error)
+    return best if best is not None and best.error <= error / 2 else None
 
 
 # ---------------------------------------------------------------- building the integer graph
@@ -294,7 +377,9 @@ class _Builder:
         self.out.create_node("output", [self.value(v) for v in node.inputs], dict(node.attrs), node.locs)
 
     def _mean(self, node: Node) -> Value:
-        return self.emit("sum", [self.value(node.inputs[0])], dict(node.attrs), node)
+        total = self.emit("sum", [self.value(node.inputs[0])], dict(node.attrs), node)
+        shift = self.classes.mean_shift.get(node, 0)
+        return self.emit("qshift", [total], {"shift": shift}, node) if shift else total
 
     def _structural(self, node: Node) -> Value:
         return self.emit(node.op, [self.value(v) for v in node.inputs], dict(node.attrs), node)
@@ -317,11 +402,15 @@ class _Builder:
             self._host_scale(node, self.scale(node.inputs[0]))
         s_in, s_out = self.scale(node.inputs[0]), self.scale(node.output)
         weight = node.attrs["weight"]
-        w_int, exp, error = _weight_error(weight, s_out / s_in, kind)
+        w_int, exp, error = _weight_error(weight, s_out / s_in, kind, self.plan.finest_of(node))
+        split = _split_outliers(weight, s_out / s_in, exp, error) if kind == "dense" else None
+        if split is not None:
+            w_int, exp, error = split.low, split.low_exp, split.error
         if not w_int.any() and np.any(weight):
             self.zeroed.append(node)
-        self.layers.append(LayerQuantization(node.module, node.op, kind, s_in, s_out, exp,
-                                             int(np.abs(w_int).max(initial=0)), error))
+        self.layers.append(LayerQuantization(
+            node.module, node.op, kind, s_in, s_out, exp, int(np.abs(w_int).max(initial=0)), error,
+            0 if split is None else int(np.count_nonzero(split.high)), None if split is None else split.high_exp))
         self.layer_of[node] = self.layers[-1]
         bias = None if node.attrs["bias"] is None else np.round(node.attrs["bias"].astype(np.float64) * s_out)
         bias = None if bias is None else bias.astype(np.int32)
@@ -331,6 +420,12 @@ class _Builder:
             attrs = {k: node.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
             if exp == 0:
                 return self.emit("qconv2d", [x], {"weight": w_int, "bias": bias, **attrs}, node, knob)
+            if exp < 0:
+                # the conv sums at 2**-exp times the output scale, so its small weights keep 8 bits, and a floor
+                # shift brings the sum to the output scale; its bias, at the output scale, passes the shift exact
+                fine_bias = None if bias is None else (bias.astype(np.int64) << -exp).astype(np.int32)
+                y = self.emit("qconv2d", [x], {"weight": w_int, "bias": fine_bias, **attrs}, node, ("finer", node))
+                return self.emit("qshift", [y], {"shift": -exp}, node, knob)
             # Lava's Conv has no weight exponent: the conv sums at 2**-exp of the output scale (its bias too) and
             # a power-of-two gain, exact, brings the sum to the output scale
             bias = None if bias is None else np.round(node.attrs["bias"].astype(np.float64) * s_out / 2.0 ** exp)
@@ -340,7 +435,12 @@ class _Builder:
         axis = node.inputs[0].type.rank - 1 if node.op == "linear" else 2
         attrs = {"weight": w_int.reshape(w_int.shape[0], -1), "bias": bias, "weight_exp": exp, "axis": axis,
                  "graded": not spike_valued(node.inputs[0]), "host": kind == "host"}
-        return self.emit("qdense", [x], attrs, node, knob)
+        y = self.emit("qdense", [x], attrs, node, knob)
+        if split is None:
+            return y
+        outliers = {**attrs, "weight": split.high.reshape(w_int.shape[0], -1), "bias": None,
+                    "weight_exp": split.high_exp}
+        return self.emit("add", [y, self.emit("qdense", [x], outliers, node, knob)], {}, node, knob)
 
     def _neuron(self, node: Node) -> Value:
         a = node.attrs
@@ -420,11 +520,11 @@ def _input_error(samples: np.ndarray, options: QuantizeOptions, exp: int) -> flo
     return float(np.linalg.norm(levels / step - x) / max(np.linalg.norm(x), 1e-30))
 
 
-def _encoding_weight_error(node: Node, layer: LayerQuantization, exp: int) -> float:
+def _encoding_weight_error(node: Node, layer: LayerQuantization, exp: int, finest: int) -> float:
     """The relative weight error of the encoding layer ``node`` at input exponent ``exp``, at its output scale
     in the graph built at a larger exponent (``layer``): no limit on that scale depends on the input exponent
     (weights ``scale_out / 2**exp * W`` too large for 8 bits get an exponent, a spatial conv's as a gain)."""
-    return _weight_error(node.attrs["weight"], layer.scale_out / 2.0 ** exp, layer.kind)[2]
+    return _weight_error(node.attrs["weight"], layer.scale_out / 2.0 ** exp, layer.kind, finest)[2]
 
 
 def _rounded(value: float) -> float:
@@ -446,7 +546,8 @@ def _calibrate(graph: Graph, builder: _Builder, options: QuantizeOptions) -> tup
                                    "why": "no weight op reads the input: kept the model's input exponent"}
     candidates = []
     for exp in range(options.input_exp, -1, -1):
-        errors = [(_encoding_weight_error(n, builder.layer_of[n], exp), n.module) for n in encoders]
+        errors = [(_encoding_weight_error(n, builder.layer_of[n], exp, builder.plan.finest_of(n)), n.module)
+                  for n in encoders]
         weight_error, module = max(errors, key=lambda e: e[0])
         input_error = _input_error(samples, options, exp)
         candidates.append({"input_exp": exp, "input_error": _rounded(input_error), "weight_error":
@@ -573,6 +674,8 @@ def _build_proven(graph: Graph, analyses: AnalysisCache, options: QuantizeOption
             kind, key = knob
             if kind == "root":
                 plan.root_exp[key] -= 1
+            elif kind == "finer":
+                plan.finest[key] = -builder.layer_of[key].weight_exp - 1
             elif plan.gain_exp.get(key, 0) > 0:
                 plan.gain_exp[key] -= 1
         if all(builder.knob_of.get(p.node) is None for p in problems):

@@ -6,7 +6,7 @@ Intervals ``[lo, hi]`` are per tensor. Rules (``x = [xlo, xhi]``; ``w`` the weig
     quantize            [lo, hi] of its clip
     qdense, binary x    Σ min(w, 0) .. Σ max(w, 0)   per output, then floor-shifted by weight_exp, + bias
     qdense/qconv, graded Σ min(w·xlo, w·xhi) .. Σ max(w·xlo, w·xhi)   (a conv's zero padding adds 0)
-    qgain f             f·x
+    qgain f             f·x;   qshift k: floor(x / 2**k)
     add                 [alo + blo, ahi + bhi];   mul: min/max of the four products
     matmul (inner n)    n · (min/max of the four products);   sum over n elements: n·x
     and_not(a, s)       (1 - a) s with a in [0, 1]:  [min(0, slo), max(0, shi)]
@@ -149,6 +149,10 @@ class _Analysis:
         x, f = self.get(node.inputs[0]), node.attrs["factor"]
         return Interval(x.lo * f, x.hi * f)
 
+    def _qshift(self, node: Node) -> Interval:
+        x, bits = self.get(node.inputs[0]), node.attrs["shift"]
+        return Interval(x.lo >> bits, x.hi >> bits)
+
     def _record_accumulation(self, node: Node, weight: np.ndarray, x: Interval) -> None:
         """Which arithmetic sums this layer exactly: a float type is exact when no partial sum, in any
         order, can reach its integer limit (:func:`~spikec.backends.intsim.fixed_point.exact_dtype`); that bound
@@ -217,6 +221,7 @@ RANGE_RULES: dict[str, Callable[[_Analysis, Node], Interval | None]] = {
     "qconv2d": _Analysis._qconv2d,
     "qdense": _Analysis._qdense,
     "qgain": _Analysis._qgain,
+    "qshift": _Analysis._qshift,
     "qlif": _Analysis._qlif,
     "add": _Analysis._add,
     "mul": _Analysis._mul,

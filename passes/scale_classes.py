@@ -12,6 +12,8 @@ symbolically first, as ``ratio * root`` where the root is either ``ONE`` (a fixe
     mul, matmul, and_not       scale(a) * scale(b)      (only of ONE-rooted operands: exact integers)
     sum over n elements        scale(x)                 (the integer sum stands for the float sum)
     mean over n elements       n * scale(x)             (quantized as a sum: sum = n * mean)
+                               n / 2**k * scale(x)      (an analog x a neuron reads: the sum shifted by
+                                                         k = floor(log2 n), ``mean_shift``)
     views, maxpool, repeat     scale(x)
 
 Unifying ``r1 * R1 = r2 * R2`` attaches one root under the other with the ratio ``r1 / r2`` (a weighted
@@ -19,6 +21,11 @@ union-find). This is how every synapse group feeding one neuron group ends up wi
 the MS residual stream of Spikingformer adds the messages of every block, so all of them form one class.
 Two different fixed scales meeting in an add is an error: the model adds values spikec cannot put on
 one integer grid.
+
+The shift of a mean keeps the neuron that reads it on the scale of the values averaged: SDT's head LIF reads the
+mean of the residual stream over its tokens, and at ``n`` times the stream's scale its threshold would need
+``log2 n`` more bits than the stream's own neurons, which would take them from the whole residual class. A
+mean of exact values (spike counts) stays an exact sum: a gain gives its neuron room instead.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ class ScaleClasses:
     def __init__(self):
         self.parent: dict[str, tuple[Fraction, str]] = {ONE: (Fraction(1), ONE)}
         self.of_value: dict[Value, Scale] = {}
+        self.mean_shift: dict[Node, int] = {}   # mean -> k: quantized as its sum floor-shifted by k bits
 
     def fresh(self, name: str) -> str:
         self.parent[name] = (Fraction(1), name)
@@ -93,6 +101,19 @@ class ScaleClasses:
         return self.resolve(self.of_value[value])
 
 
+def _read_by_neuron(value: Value) -> bool:
+    """Whether a neuron reads ``value`` itself, or through ops that keep its scale."""
+    stack, seen = [value], set()
+    while stack:
+        for user in stack.pop().users():
+            if user.op in _NEURONS:
+                return True
+            if user.op in _SAME and user not in seen:
+                seen.add(user)
+                stack.append(user.output)
+    return False
+
+
 def _node_scale(classes: ScaleClasses, node: Node) -> Scale:
     inputs = [classes.scale(v) for v in node.inputs]
     if node.op == "input":
@@ -115,7 +136,10 @@ def _node_scale(classes: ScaleClasses, node: Node) -> Scale:
         count = 1
         for axis in node.attrs["axes"]:
             count *= node.inputs[0].type.shape[axis]
-        return Scale(inputs[0].ratio * count, inputs[0].root)
+        shift = 0 if inputs[0].fixed or not _read_by_neuron(node.output) else count.bit_length() - 1
+        if shift:
+            classes.mean_shift[node] = shift
+        return Scale(inputs[0].ratio * count / 2 ** shift, inputs[0].root)
     raise PassError(f"{node.describe()}: {node.op} cannot be quantized "
                     "(run fold-batchnorm and fold-scales first; avgpool is not supported yet)")
 

@@ -163,6 +163,14 @@ def _scale(node, domains):
     return (Domain(*ends),)
 
 
+def _shift(node, domains):
+    (a,) = domains
+    if not a.is_int:
+        return (REAL,)
+    bits = node.attrs["shift"]
+    return (Domain(a.lo >> bits, a.hi >> bits),)
+
+
 def _quantize(node, domains):
     return (Domain(node.attrs["lo"], node.attrs["hi"]),)
 
@@ -198,6 +206,7 @@ DOMAIN_RULES: dict[str, Rule] = {
     "qdense": _real,
     "qlif": _spike,
     "qgain": _scale,
+    "qshift": _shift,
 }
 
 

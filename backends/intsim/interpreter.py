@@ -148,6 +148,7 @@ INT_RULES: dict[str, Callable[[Node, list[np.ndarray]], np.ndarray]] = {
     "qconv2d": _qconv2d,
     "qdense": _qdense,
     "qgain": lambda node, inputs: gain(inputs[0], node.attrs["factor"]),
+    "qshift": lambda node, inputs: shift_floor(inputs[0], -node.attrs["shift"]),
     "qlif": _qlif,
     "add": lambda node, inputs: add(inputs[0], inputs[1]),
     "mul": lambda node, inputs: mul(inputs[0], inputs[1]),

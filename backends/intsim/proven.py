@@ -214,6 +214,12 @@ def _qgain(proof: Proof, node: Node, args):
     return x * node.attrs["factor"]
 
 
+def _qshift(proof: Proof, node: Node, args):
+    """``floor(x / 2**shift)``: exact in the type that holds ``x`` (a division by a power of two is exact)."""
+    (x,) = _exact(proof.bound(node.inputs[0]), *args)
+    return torch.div(x, 2 ** node.attrs["shift"], rounding_mode="floor")
+
+
 def _matmul(proof: Proof, node: Node, args):
     n = node.inputs[0].type.shape[-1]
     a, b = _exact(n * proof.bound(node.inputs[0]) * proof.bound(node.inputs[1]), *args)
@@ -251,6 +257,7 @@ PROVEN_RULES: dict[str, Callable[[Proof, Node, list[torch.Tensor]], torch.Tensor
     "qconv2d": _qconv2d,
     "qdense": _qdense,
     "qgain": _qgain,
+    "qshift": _qshift,
     "qlif": _qlif,
     "add": _add,
     "mul": _mul,

@@ -12,6 +12,7 @@ connections it needs to the :class:`~.lowering_streams.Netlist`.
     add                      nothing: the terms' OutPorts connect to the consumer's one InPort (Lava sums them)
     reshape, transpose       nothing: Lava's virtual ports on the connections
     qgain 2**k               folded into the synapse group feeding it (:mod:`.mapping`); else an identity Sparse
+    qshift k                 an identity Sparse of exponent -k (Lava's floor shift)
     mul                      ProdNeuron (vth 0, exp 0: sends a * b); a broadcast operand through a fan-out Sparse
     maxpool of spikes        depthwise Conv of ones into OR neurons (LIF, vth 0)
     and_not of spikes        +1 and -1 identity Sparse into OR neurons
@@ -381,6 +382,23 @@ def gain_rule(low: Lowering, node: Node, delay: int) -> Stream:
     return Stream(out.terms, shape, None if not stream.biased else stream.bias * factor)
 
 
+def shift_rule(low: Lowering, node: Node, delay: int) -> Stream:
+    """``x >> k``: an identity synapse group of exponent ``-k`` reading ``x`` as neurons, Lava's floor shift of
+    the group's sum (one step). The stream's bias passes the shift where it is a multiple of ``2**k``, as a finer
+    conv's bias is (``floor((c + b 2**k) / 2**k) = floor(c / 2**k) + b``); any other is added first."""
+    bits = node.attrs["shift"]
+    stream = low.input_stream(node, 0, delay)
+    if not low.fits_message(node.inputs[0], stream):
+        low.fail(node, "its input can exceed a graded spike (24 bits), which the shift's synapses would read")
+    bias = None
+    if stream.biased and not (stream.bias % (1 << bits)).any():
+        stream, bias = stream.bare(), stream.bias >> bits
+    shape = node.output.type.sample_shape
+    out = low.synapses(node, delay, low.unbiased(stream, node, delay), layout_ref("identity", math.prod(shape)),
+                       shape, weight_exp=-bits, prefix="shift")
+    return Stream(out.terms, shape, bias)
+
+
 def mul_rule(low: Lowering, node: Node, delay: int) -> Stream:
     """A product on ``ProdNeuron`` (vth 0, exp 0: it sends ``a * b``): an operand of the output's shape goes
     straight in, a broadcast one through a fan-out synapse group (one step, which the other operand waits)."""
@@ -497,5 +515,6 @@ RULES: dict[str, Rule] = {
     "and_not": and_not_rule,
     "sum": sum_rule,
     "qgain": gain_rule,
+    "qshift": shift_rule,
 }
 """Op -> its lowering rule: every integer op that can run on chip (a test checks it against the registry)."""

@@ -20,12 +20,13 @@ groups from all of them: ``L + 1`` steps. It needs the differences of two inputs
 range analysis says); otherwise spikec's ``MaxPool`` runs it on the embedded cores.
 
 **Token-wise linears** are 1x1 Convs, whose weights every token shares, when their sums fit Lava's Conv (24 bits,
-the range analysis says); a negative weight exponent ``e`` becomes a ``GradedVec`` and an identity synapse group
+the range analysis says) and the shared weights store no more than a Sparse of the nonzeros per token (a group of
+outlier weights is sparse); a negative weight exponent ``e`` becomes a ``GradedVec`` and an identity synapse group
 of exponent ``e`` after the Conv, the floor shift Lava's Dense would apply to the same sum: two steps.
 
 **Latency** (steps a node adds to the pipeline; :mod:`spikec.passes.balance_delays` balances them): 1 for a
 synapse group (conv, linear, sum, spike max-pool's window, IAND's pair, a broadcast product's fan-out, an
-unfolded gain), 2 for an on-chip matmul and a token-wise linear with a negative exponent, ``L + 1`` for a
+unfolded gain, a shift), 2 for an on-chip matmul and a token-wise linear with a negative exponent, ``L + 1`` for a
 graded max tree, 0 for neurons, views, adds, folded gains, products of equal shapes and the embedded cores'
 processes.
 """
@@ -104,6 +105,8 @@ class Mapping:
             return 1 if and_not_on_neurons(node) else 0
         if op == "sum":
             return 0 if 0 in node.attrs["axes"] else 1
+        if op == "qshift":
+            return 1
         return 0
 
     def decisions(self, index: dict[int, int]) -> list[dict]:
@@ -155,8 +158,18 @@ def plan_mapping(graph: Graph, regions: Regions, ranges: RangeReport,
         folded.add(node)
     token_convs = {n: n.attrs["weight_exp"] + gain_mantissa(gains.get(n, 1))[1] for n in on_chip
                    if n.op == "qdense" and not n.attrs["host"] and n.inputs[0].type.rank > 3}
-    token_convs = {n: e for n, e in token_convs.items() if _conv_sums_fit(n, e, gains, folded, ranges)}
+    token_convs = {n: e for n, e in token_convs.items()
+                   if _sharing_stores_less(n) and _conv_sums_fit(n, e, gains, folded, ranges)}
     return Mapping(gains, frozenset(folded), matmuls, max_trees, token_convs)
+
+
+def _sharing_stores_less(node: Node) -> bool:
+    """Whether a token-wise linear's ``(out, in)`` weights, stored once as a Conv's, take no more than a Sparse
+    ``kron(I, W)`` holding its nonzeros once per token: not so for a group of a few outlier weights
+    (quantize's outlier split)."""
+    weight = node.attrs["weight"]
+    tokens = math.prod(node.inputs[0].type.sample_shape) // weight.shape[1]
+    return weight.size <= tokens * np.count_nonzero(weight)
 
 
 def _conv_sums_fit(node: Node, exp: int, gains: dict[Node, int], folded: set[Node], ranges: RangeReport) -> bool:

@@ -611,3 +611,15 @@ def _qgain(types, attrs):
     _integer_input(x, "qgain")
     _need(attrs["factor"] >= 1, f"factor must be a positive integer, got {attrs['factor']}")
     return [x]
+
+
+@_register("qshift", 1, {"shift": "int"}, OpTraits(OpCategory.ELEMENTWISE, Phase.INTEGER, per_step=True))
+def _qshift(types, attrs):
+    """Divide an integer value by ``2**shift``, rounding toward minus infinity: ``y = x >> shift``, Lava's
+    floor shift of a synapse group's sum by a negative weight exponent. Quantization puts it after the sum that
+    stands for a mean of ``n`` analog values, so that the neuron reading the mean keeps the scale of the values
+    averaged (``n`` times it would leave no room for its threshold)."""
+    (x,) = types
+    _integer_input(x, "qshift")
+    _need(1 <= attrs["shift"] <= 31, f"shift must be in 1..31, got {attrs['shift']}")
+    return [x]

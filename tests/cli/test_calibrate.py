@@ -94,7 +94,8 @@ def test_simulate_reports_fidelity_per_layer(grid_data):
 
 
 def test_weights_that_all_quantize_to_zero_fail_the_compile_naming_the_layer(tmp_path):
-    code, _, err = run("compile", CHECKPOINT, "--input-exp", 16, "-o", tmp_path / "a")
+    # Pixels in [0, 255] at 2**-16 leave no room in the conv's 24-bit sums for a finer sum, nor for a weight of 2.
+    code, _, err = run("compile", CHECKPOINT, "--input-exp", 16, "--input-range", "0,255", "-o", tmp_path / "a")
     assert code == 2 and err.count("\n") == 1 and not os.path.exists(tmp_path / "a")
     assert "conv2d in patch_embed.proj_conv (spikec/models/spikformer.py:" in err
     assert "every weight quantizes to 0" in err

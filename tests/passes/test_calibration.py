@@ -26,8 +26,8 @@ dilation = [1, 1], groups = 1} : f32[2,2,6,8,8] loc("conv" at "m.py":1)
 """
 
 
-def _calibrated(samples: np.ndarray, source: str = "test", **weights):
-    options = QuantizeOptions(calibration=Calibration(samples.astype(np.float32), source))
+def _calibrated(samples: np.ndarray, source: str = "test", input_range=(0.0, 1.0), **weights):
+    options = QuantizeOptions(input_range=input_range, calibration=Calibration(samples.astype(np.float32), source))
     return Quantize(options)(graph_from_text(ENCODER, **weights)).report
 
 
@@ -35,9 +35,22 @@ def _conv_error(report) -> float:
     return next(layer.relative_error for layer in report.layers if layer.module == "conv")
 
 
-def test_calibration_trades_input_bits_for_encoding_weight_bits():
+def test_an_encoding_conv_keeps_8_bit_weights_at_every_input_exponent():
+    # The conv sums at a finer scale than its output's and shifts the sum down (qshift), so the input's bits
+    # cost its weights nothing: calibration takes the finest input.
     samples = np.random.default_rng(1).uniform(0, 1, (16, 3, 8, 8))
     report = _calibrated(samples)
+    by_exp = {c["input_exp"]: c for c in report.calibration["candidates"]}
+    assert len({c["weight_error"] for c in by_exp.values()}) == 1 and report.input_exp == 8
+    conv = next(layer for layer in report.layers if layer.module == "conv")
+    assert conv.weight_exp < 0 and 128 <= conv.max_weight <= 256 and conv.relative_error < 0.01
+
+
+def test_calibration_trades_input_bits_for_encoding_weight_bits():
+    # Event counts in [0, 255] at 2**-8 would make the conv's 24-bit sums overflow at a finer scale: range
+    # analysis takes the finer bits away, and each input bit costs a weight bit again.
+    samples = np.random.default_rng(1).uniform(0, 255, (16, 3, 8, 8))
+    report = _calibrated(samples, input_range=(0.0, 255.0))
     cal = report.calibration
     by_exp = {c["input_exp"]: c for c in cal["candidates"]}
     assert sorted(by_exp) == list(range(9)) and cal["samples"] == 16 and cal["source"] == "test"
@@ -46,7 +59,7 @@ def test_calibration_trades_input_bits_for_encoding_weight_bits():
     assert by_exp[report.input_exp]["error"] < by_exp[8]["error"]
     # the estimate is the weight error of the graph quantize then builds at the chosen exponent
     assert by_exp[report.input_exp]["weight_error"] == pytest.approx(_conv_error(report), rel=1e-5)
-    fixed = Quantize(QuantizeOptions(input_exp=8))(graph_from_text(ENCODER)).report
+    fixed = Quantize(QuantizeOptions(input_exp=8, input_range=(0.0, 255.0)))(graph_from_text(ENCODER)).report
     assert fixed.calibration is None and _conv_error(fixed) == pytest.approx(by_exp[8]["weight_error"], rel=1e-5)
 
 

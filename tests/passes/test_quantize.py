@@ -148,3 +148,38 @@ def test_the_host_readouts_bias_bounds_its_output_scale():
     assert np.array_equal(head.attrs["bias"], np.round(np.array([1.0, -1.0]) * scale))
     logits = run_intsim(compiled.graph, [x.numpy()]).outputs[0] / scale
     assert np.allclose(logits, net(x).detach().numpy(), atol=1e-3)
+
+
+_POOLED = """\
+graph @pooled {
+  %0 = input() {name = "x", layout = "B"} : f32[1,2,2,6,6]
+  %1 = repeat_time(%0) {T = 2} : f32[2,2,2,6,6]
+  %2 = conv2d(%1) {weight = @conv.weight : f32[4,2,3,3], bias = none, stride = [1, 1], padding = [1, 1], \
+dilation = [1, 1], groups = 1} : f32[2,2,4,6,6] loc("conv" at "m.py":1)
+  %3 = lif(%2) {tau = 2.0, v_threshold = 1.0, v_reset = 0.0, decay_input = true} : f32[2,2,4,6,6] loc("n" at "m.py":2)
+  %4 = reshape(%2) {shape = [4, 36]} : f32[2,2,4,36]
+  %5 = mean(%4) {axes = [3], keepdim = false} : f32[2,2,4] loc("pool" at "m.py":3)
+  %6 = READER
+  %7 = reshape(%3) {shape = [144]} : f32[2,2,144]
+  %8 = mean(%7) {axes = [2], keepdim = false} : f32[2,2] loc("rate" at "m.py":5)
+  output(%6, %8) {layouts = [1, 1]}
+}
+"""
+_LIF_READS = ('lif(%5) {tau = 2.0, v_threshold = 1.0, v_reset = 0.0, decay_input = true} : f32[2,2,4] '
+              'loc("m" at "m.py":4)')
+_HEAD_READS = 'linear(%5) {weight = @head.weight : f32[3,4], bias = none} : f32[2,2,3] loc("head" at "m.py":4)'
+
+
+@pytest.mark.parametrize("reader, shifted", [(_LIF_READS, True), (_HEAD_READS, False)])
+def test_a_mean_of_analog_values_a_neuron_reads_is_a_shifted_sum(reader, shifted):
+    # A neuron reading the mean of 36 conv outputs reads their sum shifted by floor(log2 36) = 5 bits, on the conv's
+    # scale (times 36/32); the host readout reads the exact sum, and a mean of spikes is always an exact sum.
+    graph = graph_from_text(_POOLED.replace("READER", reader))
+    result = Quantize(QuantizeOptions(input_exp=8))(graph)
+    pool = [n for n in result.graph.nodes if n.module == "pool"]
+    rate = [n.op for n in result.graph.nodes if n.module == "rate"]
+    assert [n.op for n in pool] == (["sum", "qshift"] if shifted else ["sum"]) and rate == ["sum"]
+    if shifted:
+        assert pool[1].attrs["shift"] == 5
+        conv = next(layer for layer in result.report.layers if layer.module == "conv")
+        assert next(n for n in result.report.neurons if n.module == "m").scale_in == conv.scale_out * 36 / 32

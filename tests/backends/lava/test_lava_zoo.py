@@ -22,9 +22,14 @@ from spikec.backends.lava.runtime import run_lava
 from spikec.models import zoo_names
 
 
+_BATCH = {"spikformer-imagenet": 3}
+"""Its q (kᵀ v) / 8 over 4 tokens leaves the second block's attention silent in float too: a third sample gives
+the first block's attention spikes."""
+
+
 @pytest.mark.parametrize("arch", zoo_names())
 def test_zoo_family_runs_bit_exact_on_lava(arch):
-    graph, x = zoo_case(arch)
+    graph, x = zoo_case(arch, batch=_BATCH.get(arch, 2))
     counts = spike_count(graph, x)
     assert sum(c > 0 for c in counts) >= len(counts) - 2, f"too many silent layers to prove much: {counts}"
     assert_bit_exact(graph, x, run_lava(graph, [x], timeout=LAVA_TIMEOUT_S))
