@@ -26,7 +26,7 @@ follows it; where the largest target fits 7 bits and the weight error exceeds ``
 encoding layer, whose input scale is ``2**input_exp``), the conv sums at ``2**-e`` times the output scale
 (``e < 0``, 8-bit weights ``t / 2**e``) and a floor shift ``qshift -e`` brings the sum down (range analysis
 takes bits off ``-e`` where the conv's 24-bit sums could wrap). Either kind takes one exponent less, its largest
-weights clipped to 8 bits, where that gives a smaller error. A Dense group whose weight error exceeds
+weights clipped to 8 bits, where that gives a smaller error. A Dense group whose bulk's weight error exceeds
 ``_OUTLIER_ERROR`` because a few weights set its exponent is split into two groups whose messages sum at the
 neurons (:func:`_split_outliers`).
 The bias becomes ``round(s * b)`` messages added every step. Nonzero weights that all quantize to
@@ -60,6 +60,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from fractions import Fraction
+from typing import Callable
 
 import numpy as np
 
@@ -77,7 +78,8 @@ __all__ = ["Calibration", "QuantizeOptions", "QuantizationReport", "LayerQuantiz
 
 _MAX_ITERATIONS = 64
 _OUTLIER_ERROR = 0.04
-"""A Dense group's weight error above which its largest weights are looked at as outliers (_split_outliers)."""
+"""The weight error of a Dense group's bulk above which its largest weights are looked at as outliers
+(_split_outliers)."""
 _FINEST_CONV_SUM = 16
 """The most fractional bits a spatial conv sums at (before range analysis takes any away)."""
 _FINER_ERROR = 0.02
@@ -86,11 +88,14 @@ _FINER_ERROR = 0.02
 
 @dataclasses.dataclass(frozen=True)
 class Calibration:
-    """Calibration inputs: ``samples`` (model inputs stacked along any axis: only their values count) and
-    where they came from (a data set's name, or ``random``)."""
+    """Calibration inputs: ``samples`` (model inputs, batch first) and where they came from (a data set's name,
+    or ``random``). ``observe(graph, samples, visit)`` runs a float graph on them, ``visit(node, args)`` seeing
+    every op's arguments (the float backend's ``observe_float``); given for data, it turns on bias correction
+    (:func:`_input_means`)."""
 
     samples: np.ndarray
     source: str
+    observe: Callable[[Graph, np.ndarray, Callable], None] | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,34 +314,43 @@ class _OutlierSplit:
     error: float
 
 
-def _split_outliers(weight: np.ndarray, ratio: float, exp: int, error: float) -> _OutlierSplit | None:
+def _split_outliers(weight: np.ndarray, ratio: float, error: float) -> _OutlierSplit | None:
     """Split a Dense group whose few largest weights take its shared exponent from the rest (PyTorch's
     ``trunc_normal_(std=0.02)`` can draw a weight at its bound 2, a hundred deviations out).
 
-    For ``d = 1..8``: ``low = round(t / 2**(exp - d))`` clipped to 8 bits, and ``high = round((t - low 2**(exp - d))
-    / 2**exp)`` takes what the clip left; the ``d`` with the smallest relative error wins. The split is kept when
-    it at least halves the error of the single group (``error``) with outliers in at most 1% of the weights, the
-    two groups' messages summing at the neurons they feed."""
-    if error <= _OUTLIER_ERROR:
-        return None
+    The trigger is the error of the bulk, the weights below the 99th percentile of ``|W|``: the error of the
+    whole group (``error``) hides it where an outlier holds most of the group's norm. With ``exp`` the exponent
+    of the largest target, for ``d = 1..8``: ``low = round(t / 2**(exp - d))`` clipped to 8 bits, and ``high =
+    round((t - low 2**(exp - d)) / 2**exp)`` takes what the clip left; the ``d`` with the smallest error wins.
+    The split is kept when its outliers are at most 1% of the weights, its error is no larger than the single
+    group's and its bulk error is at most half the single group's; the two groups' messages sum at the neurons
+    they feed."""
     target = weight.astype(np.float64) * ratio
-    norm = max(float(np.linalg.norm(target)), 1e-30)
+    bulk = np.abs(weight) <= np.quantile(np.abs(weight), 0.99)
+    w_int, exp = _quantize_weights(weight, ratio, "dense")
+    single_bulk = _relative_error(weight[bulk], w_int[bulk], exp, ratio)
+    if single_bulk <= _OUTLIER_ERROR:
+        return None
     best = None
     for drop in range(1, 9):
-        low = np.clip(_even_round(target / 2.0 ** (exp - drop)), DENSE_MANTISSA_MIN, DENSE_MANTISSA_MAX)
-        high = np.clip(_even_round((target - low * 2.0 ** (exp - drop)) / 2.0 ** exp), DENSE_MANTISSA_MIN,
-                       DENSE_MANTISSA_MAX)
-        split_error = float(np.linalg.norm(high * 2.0 ** exp + low * 2.0 ** (exp - drop) - target)) / norm
+        low = _mantissas(target, exp - drop)
+        high = _mantissas(target - low * 2.0 ** (exp - drop), exp)
+        approx = (high * 2.0 ** exp + low * 2.0 ** (exp - drop)) / ratio
+        split_error = _relative_error(weight, approx, 0, 1.0)
         if np.count_nonzero(high) <= 0.01 * high.size and (best is None or split_error < best.error):
-            best = _OutlierSplit(low.astype(np.int32), exp - drop, high.astype(np.int32), exp, split_error)
-    return best if best is not None and best.error <= error / 2 else None
+            best = _OutlierSplit(low, exp - drop, high, exp, split_error)
+    if best is None or best.error > error:
+        return None
+    approx = (best.high * 2.0 ** best.high_exp + best.low * 2.0 ** best.low_exp) / ratio
+    return best if _relative_error(weight[bulk], approx[bulk], 0, 1.0) <= single_bulk / 2 else None
 
 
 # ---------------------------------------------------------------- building the integer graph
 
 
 class _Builder:
-    def __init__(self, graph: Graph, classes: ScaleClasses, plan: _Plan, options: QuantizeOptions):
+    def __init__(self, graph: Graph, classes: ScaleClasses, plan: _Plan, options: QuantizeOptions,
+                 input_means: dict[Node, np.ndarray]):
         self.src, self.classes, self.plan, self.options = graph, classes, plan, options
         self.out = Graph(graph.name)
         self.env: dict[Value, Value] = {}
@@ -345,6 +359,7 @@ class _Builder:
         self.neurons: list[NeuronQuantization] = []
         self.zeroed: list[Node] = []  # weight ops with nonzero float weights that all quantize to 0
         self.layer_of: dict[Node, LayerQuantization] = {}  # float weight op -> its row of the report
+        self.input_means = input_means          # float weight op -> E[input] per input feature (bias correction)
 
     def value(self, v: Value) -> Value:
         return self.env[v]
@@ -403,7 +418,7 @@ class _Builder:
         s_in, s_out = self.scale(node.inputs[0]), self.scale(node.output)
         weight = node.attrs["weight"]
         w_int, exp, error = _weight_error(weight, s_out / s_in, kind, self.plan.finest_of(node))
-        split = _split_outliers(weight, s_out / s_in, exp, error) if kind == "dense" else None
+        split = _split_outliers(weight, s_out / s_in, error) if kind == "dense" else None
         if split is not None:
             w_int, exp, error = split.low, split.low_exp, split.error
         if not w_int.any() and np.any(weight):
@@ -412,8 +427,9 @@ class _Builder:
             node.module, node.op, kind, s_in, s_out, exp, int(np.abs(w_int).max(initial=0)), error,
             0 if split is None else int(np.count_nonzero(split.high)), None if split is None else split.high_exp))
         self.layer_of[node] = self.layers[-1]
-        bias = None if node.attrs["bias"] is None else np.round(node.attrs["bias"].astype(np.float64) * s_out)
-        bias = None if bias is None else bias.astype(np.int32)
+        quantized = w_int * 2.0 ** exp if split is None else w_int * 2.0 ** exp + split.high * 2.0 ** split.high_exp
+        float_bias = self._corrected_bias(node, quantized / (s_out / s_in))
+        bias = None if float_bias is None else np.round(float_bias * s_out).astype(np.int32)
         knob = ("root", self.classes.scale(node.output).root)
         x = self.value(node.inputs[0])
         if kind == "conv":
@@ -428,7 +444,7 @@ class _Builder:
                 return self.emit("qshift", [y], {"shift": -exp}, node, knob)
             # Lava's Conv has no weight exponent: the conv sums at 2**-exp of the output scale (its bias too) and
             # a power-of-two gain, exact, brings the sum to the output scale
-            bias = None if bias is None else np.round(node.attrs["bias"].astype(np.float64) * s_out / 2.0 ** exp)
+            bias = None if float_bias is None else np.round(float_bias * s_out / 2.0 ** exp)
             conv_attrs = {"weight": w_int, "bias": None if bias is None else bias.astype(np.int32), **attrs}
             y = self.emit("qconv2d", [x], conv_attrs, node, knob)
             return self.emit("qgain", [y], {"factor": 2 ** exp}, node, knob)
@@ -441,6 +457,24 @@ class _Builder:
         outliers = {**attrs, "weight": split.high.reshape(w_int.shape[0], -1), "bias": None,
                     "weight_exp": split.high_exp}
         return self.emit("add", [y, self.emit("qdense", [x], outliers, node, knob)], {}, node, knob)
+
+    def _corrected_bias(self, node: Node, quantized: np.ndarray) -> np.ndarray | None:
+        """The float bias the integer bias rounds: the op's, plus, with calibration data, the mean its weights'
+        rounding takes off, ``(W - W_q) E[x]`` (:func:`_input_means`)."""
+        bias = node.attrs["bias"]
+        bias = None if bias is None else bias.astype(np.float64)
+        mean = self.input_means.get(node)
+        if mean is None:
+            return bias
+        delta = node.attrs["weight"].astype(np.float64) - quantized.reshape(node.attrs["weight"].shape)
+        if node.op == "conv2d":
+            groups = node.attrs["groups"]
+            taps = _tap_means(mean, node.attrs).reshape(groups, *delta.shape[1:])
+            per_output = taps[np.arange(delta.shape[0]) // (delta.shape[0] // groups)]
+        else:
+            per_output = mean.reshape(1, -1)
+        correction = (delta.reshape(delta.shape[0], -1) * per_output.reshape(-1, delta[0].size)).sum(axis=1)
+        return correction if bias is None else bias + correction
 
     def _neuron(self, node: Node) -> Value:
         a = node.attrs
@@ -561,6 +595,54 @@ def _calibrate(graph: Graph, builder: _Builder, options: QuantizeOptions) -> tup
     return best["input_exp"], {**info, "input_exp": best["input_exp"], "why": why, "candidates": candidates}
 
 
+def _input_means(graph: Graph, calibration: Calibration | None) -> dict[Node, np.ndarray]:
+    """``E[x]`` per input feature of every weight op's input ``x`` over the calibration data, the float graph run
+    by the calibration's ``observe``: none for random inputs, whose activations say nothing of the data's.
+
+    Bias correction: rounding the weights changes a layer's output by ``(W_q - W) x``, which averages to
+    ``(W_q - W) E[x]`` over the data; adding ``(W - W_q) E[x]`` to the bias before it is rounded takes that
+    systematic part off (a neuron's firing depends on its membrane's mean drift). For a conv, ``E[x]`` is the
+    mean over the positions of each input channel."""
+    if calibration is None or calibration.observe is None:
+        return {}
+    # a conv keeps the mean input image (over time and batch): its kernel taps see the padding's zeros at the
+    # border, so each tap's mean input is taken over the positions it reads (_tap_means)
+    weight_ops = {n for n in graph.nodes if op_traits(n.op).category is OpCategory.WEIGHT}
+    sums: dict[Node, np.ndarray] = {}
+    counts: dict[Node, int] = {}
+
+    def visit(node: Node, args: list) -> None:
+        if node not in weight_ops:
+            return
+        x = np.asarray(args[0], dtype=np.float64)
+        if node.op == "conv2d":
+            sums[node] = sums.get(node, 0.0) + x.sum(axis=(0, 1))
+            counts[node] = counts.get(node, 0) + x.shape[0] * x.shape[1]
+            return
+        axis = x.ndim - 1 if node.op == "linear" else 2
+        sums[node] = sums.get(node, 0.0) + x.sum(axis=tuple(a for a in range(x.ndim) if a != axis))
+        counts[node] = counts.get(node, 0) + x.size // x.shape[axis]
+
+    calibration.observe(graph, calibration.samples, visit)
+    return {node: sums[node] / counts[node] for node in sums}
+
+
+def _tap_means(image: np.ndarray, attrs: dict) -> np.ndarray:
+    """``[C, kh, kw]``: the mean over a conv's output positions of the input each kernel tap reads (0 in the
+    padding), from the mean input image ``[C, H, W]``."""
+    (ph, pw), (sh, sw), (dh, dw) = attrs["padding"], attrs["stride"], attrs["dilation"]
+    kh, kw = attrs["weight"].shape[2:]
+    padded = np.pad(image, ((0, 0), (ph, ph), (pw, pw)))
+    out_h = (padded.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    out_w = (padded.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    taps = np.empty((image.shape[0], kh, kw))
+    for i in range(kh):
+        for j in range(kw):
+            window = padded[:, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw]
+            taps[:, i, j] = window.mean(axis=(1, 2))
+    return taps
+
+
 def _check_quantizable(graph: Graph) -> None:
     for node in graph.nodes:
         reason = unquantizable(node.op)
@@ -621,13 +703,15 @@ class Quantize(Transform):
 
     def apply(self, graph: Graph, analyses: AnalysisCache) -> QuantizeResult:
         options = self.options
-        builder, integer, ranges, iterations = _build_proven(graph, analyses, options)
+        means = _input_means(graph, options.calibration)
+        builder, integer, ranges, iterations = _build_proven(graph, analyses, options, means)
         calibration = None
         if options.calibration is not None:
             exp, calibration = _calibrate(graph, builder, options)
+            calibration["bias_corrected_layers"] = len(means)
             if exp != options.input_exp:
                 options = dataclasses.replace(options, input_exp=exp, calibration=None)
-                builder, integer, ranges, iterations = _build_proven(graph, analyses, options)
+                builder, integer, ranges, iterations = _build_proven(graph, analyses, options, means)
         _check_nonzero(graph, builder)
         outputs = [builder.scale(v) for v in graph.output_node.inputs]
         report = QuantizationReport(options.input_exp, tuple(options.input_range), builder.layers, builder.neurons,
@@ -656,13 +740,13 @@ def _check_nonzero(graph: Graph, builder: _Builder) -> None:
                      f"{float(np.abs(node.attrs['weight']).max()):.3g}); {hint}")
 
 
-def _build_proven(graph: Graph, analyses: AnalysisCache, options: QuantizeOptions):
+def _build_proven(graph: Graph, analyses: AnalysisCache, options: QuantizeOptions, means: dict[Node, np.ndarray]):
     """Build the integer graph, halving the scale or gain responsible for each overflow range analysis finds
     until it finds none: ``(builder, integer graph, ranges, iterations)``."""
     classes = ScaleClassAnalysis(options.input_exp)(graph, analyses)
     plan = _initial_plan(graph, classes, options)
     for iteration in range(1, _MAX_ITERATIONS + 1):
-        builder = _Builder(graph, classes, plan, options)
+        builder = _Builder(graph, classes, plan, options, means)
         integer = builder.build()
         ranges = RangeAnalysis()(integer)
         problems = _overflows(ranges, options)

@@ -52,6 +52,7 @@ def calibration_samples(calibrate: Calibrate, input_shape, layout: str, input_ra
                         name: str = "the model"):
     """The :class:`~spikec.passes.quantize.Calibration` ``calibrate`` asks for, samples first, for the model
     ``name`` taking ``input_shape`` (batch 1) in ``layout``; None for ``samples = 0``."""
+    from spikec.backends.float.interpreter import observe_float
     from spikec.passes.quantize import Calibration
     from spikec.simulation import batch_axis, check_data_shape
 
@@ -68,7 +69,7 @@ def calibration_samples(calibrate: Calibrate, input_shape, layout: str, input_ra
     check_data_shape(data, tuple(input_shape), layout, name)
     count = min(calibrate.samples, data.shape[axis])
     return Calibration(np.moveaxis(np.take(data, np.arange(count), axis=axis), axis, 0).astype(np.float32),
-                       calibrate.name)
+                       calibrate.name, observe_float)
 
 
 def quantize_options(loaded=None, *, input_exp: int | None = None, input_range=None,

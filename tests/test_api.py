@@ -55,7 +55,7 @@ def test_api_and_cli_calibrate_a_checkpoint_on_the_data_they_simulate():
     assert shown["fidelity"] == report.fidelity and report.fidelity["reference"] == "float/intsim"
     compiled = spikec.api.compile_source(ModelSource(checkpoint=path), calibrate=spikec.api.Calibrate(data=x[:100]))[1]
     calibration = compiled.quantization.calibration
-    assert calibration["source"] == "data" and calibration["samples"] == 100
+    assert calibration["source"] == "data" and calibration["samples"] == 64
     # digits' pixels are k/16: exact from 2**-4 on, and the encoding conv's weights keep 8 bits at any exponent
     assert compiled.quantization.input_exp == 8 and calibration["candidates"][0]["input_error"] == 0
 
@@ -77,3 +77,4 @@ def test_compile_of_a_module_calibrates_as_the_cli_does():
     assert print_graph(from_api.graph) == print_graph(from_cli.graph)
     uncalibrated = spikec.compile(module, torch.rand(1, 3, 8, 8), calibrate=spikec.Calibrate(0))
     assert uncalibrated.quantization.input_exp == 8 and uncalibrated.quantization.calibration is None
+

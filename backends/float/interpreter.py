@@ -140,7 +140,17 @@ def _bind_input(node: Node, data: Any) -> torch.Tensor:
     return x.unsqueeze(0) if node.attrs["layout"] == "B" else x
 
 
-def run_float(graph: Graph, inputs: Sequence[Any], keep_values: bool = False) -> Run:
-    """Run ``graph`` on ``inputs`` (one tensor per ``input`` node, in PyTorch's layout)."""
+def run_float(graph: Graph, inputs: Sequence[Any], keep_values: bool = False, visit=None) -> Run:
+    """Run ``graph`` on ``inputs`` (one tensor per ``input`` node, in PyTorch's layout); ``visit(node, args)``
+    sees every op's arguments (:func:`~spikec.ir.interpret.interpret`)."""
     with torch.no_grad():
-        return interpret(graph, inputs, EVAL_RULES, _bind_input, "float interpreter", keep_values)
+        return interpret(graph, inputs, EVAL_RULES, _bind_input, "float interpreter", keep_values, visit)
+
+
+def observe_float(graph: Graph, samples: np.ndarray, visit, batch_size: int = 8) -> None:
+    """Run the one-input ``graph`` on ``samples`` (batch first, as a calibration holds them) ``batch_size`` at a
+    time, ``visit(node, args)`` seeing every op's arguments: what quantize's bias correction measures with."""
+    (node,) = graph.input_nodes
+    for start in range(0, len(samples), batch_size):
+        batch = samples[start:start + batch_size]
+        run_float(graph, [np.moveaxis(batch, 0, 1) if node.attrs["layout"] == "TB" else batch], visit=visit)

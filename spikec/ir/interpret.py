@@ -40,8 +40,9 @@ def check_input_shape(node: Node, shape: Sequence[int]) -> None:
 
 
 def interpret(graph: Graph, inputs: Sequence[Any], rules: dict[str, Rule], bind: Callable[[Node, Any], Any],
-              backend: str, keep_values: bool = False) -> Run:
-    """Evaluate ``graph`` on ``inputs`` (one per ``input`` node, in PyTorch's layout) with ``rules``."""
+              backend: str, keep_values: bool = False, visit: Callable[[Node, list], None] | None = None) -> Run:
+    """Evaluate ``graph`` on ``inputs`` (one per ``input`` node, in PyTorch's layout) with ``rules``;
+    ``visit(node, args)``, when given, sees every op's arguments before its rule runs."""
     input_nodes = graph.input_nodes
     if len(inputs) != len(input_nodes):
         raise InputError(f"the graph takes {len(input_nodes)} input(s), got {len(inputs)}")
@@ -58,6 +59,8 @@ def interpret(graph: Graph, inputs: Sequence[Any], rules: dict[str, Rule], bind:
         if node.op == "output":
             outputs = [a if keep else a[0] for a, keep in zip(args, node.attrs["layouts"])]
             return Run(outputs, kept)
+        if visit is not None:
+            visit(node, args)
         result = _apply(rules, node, args, backend)
         env[id(node.output)] = result
         if keep_values:

@@ -41,7 +41,7 @@ def test_an_encoding_conv_keeps_8_bit_weights_at_every_input_exponent():
     samples = np.random.default_rng(1).uniform(0, 1, (16, 3, 8, 8))
     report = _calibrated(samples)
     by_exp = {c["input_exp"]: c for c in report.calibration["candidates"]}
-    assert len({c["weight_error"] for c in by_exp.values()}) == 1 and report.input_exp == 8
+    assert max(c["weight_error"] for c in by_exp.values()) < 0.02 and report.input_exp == 8
     conv = next(layer for layer in report.layers if layer.module == "conv")
     assert conv.weight_exp < 0 and 128 <= conv.max_weight <= 256 and conv.relative_error < 0.01
 
@@ -81,3 +81,28 @@ def test_weights_that_all_quantize_to_zero_are_an_error_naming_the_layer():
     graph = graph_from_text(ENCODER, **{"conv.weight": tiny})
     with pytest.raises(InputError, match=r"conv2d in conv \(m.py:1\): every weight quantizes to 0 .*smaller --input-exp"):
         Quantize(QuantizeOptions(input_exp=8))(graph)
+
+
+def test_bias_correction_takes_the_mean_rounding_error_off_each_layer():
+    # With calibration data (an observer that runs the float graph), each layer's bias absorbs (W - W_q) E[x]: the
+    # mean of the integer layer's output over the data then matches the float layer's, where without it the
+    # weights' rounding leaves a drift.
+    from spikec.backends.float.interpreter import observe_float, run_float
+    from spikec.backends.intsim.interpreter import run_intsim
+
+    rng = np.random.default_rng(4)
+    samples = (rng.integers(0, 9, (24, 3, 8, 8)) / 8).astype(np.float32)    # exact at 2**-3: no input rounding
+    graph = graph_from_text(ENCODER)
+    drifts = {}
+    for observe in (None, observe_float):
+        options = QuantizeOptions(input_exp=3, calibration=Calibration(samples, "test", observe))
+        result = Quantize(options)(graph)
+        conv_int = next(n for n in result.graph.nodes if n.op in ("qshift", "qconv2d", "qgain")
+                        and n.module == "conv" and n.output.users()[0].op == "qlif")
+        conv_float = next(n for n in graph.nodes if n.op == "conv2d")
+        scale = next(layer.scale_out for layer in result.report.layers if layer.module == "conv")
+        y_int = run_intsim(result.graph, [samples], keep_values=True).of(conv_int) / scale
+        y_float = np.asarray(run_float(graph, [samples], keep_values=True).of(conv_float))
+        drifts[observe] = np.abs((y_int - y_float).mean(axis=(0, 1, 3, 4))).max()
+        assert result.report.calibration["bias_corrected_layers"] == (0 if observe is None else 2)
+    assert drifts[observe_float] < drifts[None] / 4

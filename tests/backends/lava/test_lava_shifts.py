@@ -97,7 +97,7 @@ def test_a_token_wise_outlier_group_is_a_sparse_of_its_nonzeros_and_runs_bit_exa
     # The bulk of a token-wise linear shares its weights as a 1x1 Conv; its one outlier weight is a Sparse holding
     # that weight once per token (36), not a second shared (16, 8) matrix of zeros.
     rng = np.random.default_rng(2)
-    fc = rng.normal(0, 0.05, (16, 8))
+    fc = rng.normal(0, 0.02, (16, 8))
     fc[5, 2] = 2.0
     weights = {"conv.weight": rng.normal(0, 1, (8, 2, 3, 3)), "conv.bias": rng.normal(0.5, 0.3, 8), "fc.weight": fc,
                "head.weight": rng.normal(0, 0.5, (3, 576))}
