@@ -363,18 +363,20 @@ def lava_runner(graph, scale: float, lava_models: str = "spikec", process_graph=
 
 def torch_runner(module: torch.nn.Module) -> Callable:
     """The PyTorch module itself; its stateful neurons are reset before every batch, so no batch starts
-    from the state the previous one left."""
+    from the state the previous one left. Its logits are the first tensor it returns, as the traced graph's
+    first output is."""
     from spikec.frontends.torch.neurons import reset_neuron_state
+    from spikec.frontends.torch.tracer import returned_tensors
 
     module.eval()
 
     def run(batch):
         reset_neuron_state(module)
         with torch.no_grad():
-            out = module(torch.from_numpy(batch))
-        if not isinstance(out, torch.Tensor):
-            raise InputError(f"the model's forward returned a {type(out).__name__}, not a tensor of logits")
-        return out.numpy(), None
+            out = returned_tensors(module(torch.from_numpy(batch)))
+        if not out:
+            raise InputError("the model's forward returned no tensor of logits")
+        return out[0].numpy(), None
     return run
 
 

@@ -78,3 +78,24 @@ def test_compile_of_a_module_calibrates_as_the_cli_does():
     uncalibrated = spikec.compile(module, torch.rand(1, 3, 8, 8), calibrate=spikec.Calibrate(0))
     assert uncalibrated.quantization.input_exp == 8 and uncalibrated.quantization.calibration is None
 
+
+class _ReturnsLogitsAndHook(torch.nn.Module):
+    """SDT V1's forward returns ``(logits, hook)``: the logits are the first tensor, for the tracer and the torch
+    backend alike."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(16, 8)
+        self.lif = spikec.nn.MultiStepLIF(tau=2.0)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.lif(self.fc(x.flatten(1).unsqueeze(0).repeat(2, 1, 1) * 4))
+        return self.head(h.mean(0)), {"lif": h}
+
+
+def test_a_forward_returning_logits_and_a_hook_simulates_on_torch_as_traced():
+    x = torch.rand(6, 1, 4, 4).numpy()
+    report = spikec.simulate(_ReturnsLogitsAndHook(), x, backends=("torch", "float"))
+    assert report.agreement["torch/float"] == 1.0

@@ -5,7 +5,9 @@ Sources of a model, in the order the CLI checks them:
 * ``--model FILE.py:NAME`` or ``--model pkg.module:NAME`` (the user's own code, e.g. the official
   Spikformer ``model.py``) with ``--model-args JSON`` and optionally ``--weights FILE``. The file is
   imported as a proper module: registered in ``sys.modules`` under its stem, its folder on ``sys.path``,
-  because official model files register themselves with timm at import time.
+  because official model files register themselves with timm at import time. A file inside a package (its
+  folder has an ``__init__.py``) is imported as that package's module, so its relative imports work; the
+  working directory is on ``sys.path`` too (a repository's ``from module import ...``).
 * ``--arch NAME`` (a zoo architecture) with ``--model-args`` as its config and optional ``--weights``.
 * A checkpoint file: a dict ``{arch, config, state_dict, input_shape?, timesteps?}`` built from the zoo.
 
@@ -261,41 +263,67 @@ def _check_tensor(key: str, tensor: torch.Tensor, own: torch.Tensor, path: str) 
 # ---------------------------------------------------------------- user code
 
 
+def _package_module(path: str) -> tuple[str, str] | None:
+    """``(folder to import from, dotted module name)`` for a file inside a package (its folder holds an
+    ``__init__.py``), so that its relative imports resolve; None for a file outside any package."""
+    folder, module = os.path.split(os.path.abspath(path))
+    parts = [os.path.splitext(module)[0]]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        folder, package = os.path.split(folder)
+        parts.insert(0, package)
+    return (folder, ".".join(parts)) if len(parts) > 1 else None
+
+
 def _import_reference(reference: str):
     if ":" not in reference:
         raise InputError(f"--model {reference!r}: expected FILE.py:NAME or package.module:NAME")
     target, _, name = reference.rpartition(":")
-    if target.endswith(".py"):
-        if not os.path.isfile(target):
-            raise InputError(f"--model {reference}: {target}: no such file")
-        folder = os.path.dirname(os.path.abspath(target))
-        module_name = os.path.splitext(os.path.basename(target))[0]
+    # the working directory is importable, as it is for `python -m` and for a model repository's own scripts
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    packaged = _package_module(target) if target.endswith(".py") and os.path.isfile(target) else None
+    if packaged is not None:
+        # a file of a package is imported as the package's module: its relative imports need the package
+        folder, target = packaged
         if folder not in sys.path:
             sys.path.insert(0, folder)
-        existing = sys.modules.get(module_name)
-        if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == os.path.abspath(target):
-            module = existing
-        else:
-            spec = importlib.util.spec_from_file_location(module_name, os.path.abspath(target))
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                with cupy_neurons_on_cpu():
-                    spec.loader.exec_module(module)
-            except (Exception, SystemExit) as exc:
-                sys.modules.pop(module_name, None)
-                raise InputError(f"importing {target} failed: {type(exc).__name__}: {exc}") from None
-    else:
-        try:
-            with cupy_neurons_on_cpu():
-                module = importlib.import_module(target)
-        except ImportError as exc:
-            raise InputError(f"--model {reference}: cannot import {target}: {exc}") from None
-        except (Exception, SystemExit) as exc:
-            raise InputError(f"importing {target} failed: {type(exc).__name__}: {exc}") from None
+    module = _import_file(target, reference) if target.endswith(".py") else _import_module(target, reference)
     if not hasattr(module, name):
         raise InputError(f"--model {reference}: {target} defines no {name!r}")
     return getattr(module, name)
+
+
+def _import_file(target: str, reference: str):
+    """A file outside any package, as the module named by its stem, its folder on ``sys.path``."""
+    if not os.path.isfile(target):
+        raise InputError(f"--model {reference}: {target}: no such file")
+    folder = os.path.dirname(os.path.abspath(target))
+    module_name = os.path.splitext(os.path.basename(target))[0]
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    existing = sys.modules.get(module_name)
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == os.path.abspath(target):
+        return existing
+    spec = importlib.util.spec_from_file_location(module_name, os.path.abspath(target))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        with cupy_neurons_on_cpu():
+            spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        sys.modules.pop(module_name, None)
+        raise InputError(f"importing {target} failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _import_module(target: str, reference: str):
+    try:
+        with cupy_neurons_on_cpu():
+            return importlib.import_module(target)
+    except ImportError as exc:
+        raise InputError(f"--model {reference}: cannot import {target}: {exc}") from None
+    except (Exception, SystemExit) as exc:
+        raise InputError(f"importing {target} failed: {type(exc).__name__}: {exc}") from None
 
 
 def _construct(factory, args: dict, what: str) -> nn.Module:

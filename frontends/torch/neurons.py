@@ -108,14 +108,34 @@ def _load_spikingjelly():
     return found
 
 
+_HARMLESS_OVERRIDES = frozenset({"__init__", "extra_repr", "__repr__", "__module__", "__qualname__", "__doc__"})
+"""What a neuron's subclass may define without changing its dynamics (SpikingResformer's ``LIF`` only fixes the
+base class's arguments in ``__init__``)."""
+
+
+def _registered_base(cls: type) -> type | None:
+    return next((base for base in cls.__mro__ if base in NEURON_CLASSES), None)
+
+
 def is_neuron(module: nn.Module) -> bool:
     _spikingjelly_modules()
-    return type(module) in NEURON_CLASSES
+    return _registered_base(type(module)) is not None
 
 
 def neuron_op(module: nn.Module) -> tuple[str, dict[str, Any]]:
+    """The IR op of a registered neuron class, or of a subclass of one whose code changes nothing but its
+    constructor: spikec computes the registered class's dynamics, so any other override is refused by name."""
     _spikingjelly_modules()
-    return NEURON_CLASSES[type(module)](module)
+    cls = type(module)
+    base = _registered_base(cls)
+    for klass in cls.__mro__[:cls.__mro__.index(base)]:
+        changed = sorted(name for name, value in vars(klass).items()
+                         if name not in _HARMLESS_OVERRIDES and (callable(value) or isinstance(value, property)))
+        if changed:
+            raise InputError(f"{cls.__name__} subclasses {base.__module__}.{base.__name__} and overrides "
+                             f"{', '.join(changed)} (in {klass.__qualname__}): spikec computes "
+                             f"{base.__name__}'s dynamics, so it cannot stand for this neuron")
+    return NEURON_CLASSES[base](module)
 
 
 def reset_neuron_state(model: nn.Module) -> int:
@@ -148,13 +168,36 @@ def looks_stateful(module: nn.Module) -> bool:
 
 @contextlib.contextmanager
 def cupy_neurons_on_cpu():
-    """While active, spikingjelly ``clock_driven`` neurons built with ``backend='cupy'`` are built with
-    ``backend='torch'`` instead (the constructor refuses 'cupy' without CuPy). spikec computes neurons
-    itself, so the backend never runs; the package itself is not changed."""
-    clock = _spikingjelly_modules(load=True)["clock"]
-    if clock is None:
+    """While active, spikingjelly neurons built with ``backend='cupy'`` are built with ``backend='torch'``
+    instead: ``clock_driven``'s constructors and ``activation_based``'s ``backend`` setter refuse 'cupy'
+    without CuPy. spikec computes neurons itself, and ``simulate --backend torch`` runs them on the CPU; the
+    package itself is not changed."""
+    found = _spikingjelly_modules(load=True)
+    with contextlib.ExitStack() as stack:
+        if found["clock"] is not None:
+            stack.enter_context(_clock_driven_on_cpu(found["clock"]))
+        if found["activation"] is not None:
+            stack.enter_context(_activation_based_on_cpu(found["activation"]))
         yield
-        return
+
+
+@contextlib.contextmanager
+def _activation_based_on_cpu(neuron_module):
+    owner = next(cls for cls in neuron_module.BaseNode.__mro__ if "backend" in vars(cls))
+    original = vars(owner)["backend"]
+
+    def set_backend(self, value):
+        original.fset(self, "torch" if value == "cupy" else value)
+
+    owner.backend = property(original.fget, set_backend, original.fdel, original.__doc__)
+    try:
+        yield
+    finally:
+        owner.backend = original
+
+
+@contextlib.contextmanager
+def _clock_driven_on_cpu(clock):
     originals = {cls: cls.__init__ for cls in (clock.MultiStepLIFNode, clock.MultiStepIFNode)}
 
     def cpu_init(original):

@@ -44,7 +44,7 @@ from spikec.errors import InputError
 from spikec.frontends.torch.neurons import is_neuron, looks_stateful, neuron_op
 from spikec.ir import Graph, Location, TensorType, Value, verify_graph
 
-__all__ = ["trace_module", "TraceResult"]
+__all__ = ["trace_module", "TraceResult", "returned_tensors"]
 
 
 class Role(enum.Enum):
@@ -214,7 +214,7 @@ class _Tracer(TorchFunctionMode):
         return forward
 
     def poison(self, out) -> None:
-        for tensor in _tensors(out):
+        for tensor in returned_tensors(out):
             self.bind(tensor, None, Role.TB)
 
     # -- the mode ------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ class _Tracer(TorchFunctionMode):
         out = func(*args, **kwargs)
         if self.paused:
             return out
-        sources = [self.lookup(t) for t in _tensors((args, kwargs))]
+        sources = [self.lookup(t) for t in returned_tensors((args, kwargs))]
         sources = [s for s in sources if s is not None]
         if not sources:
             return out
@@ -233,7 +233,7 @@ class _Tracer(TorchFunctionMode):
             self.error(f"{_func_name(func)} reads a traced value into Python (data-dependent control flow): "
                        "spikec traces one run, so what follows would hold for this input only")
             return out
-        if not _tensors(out):
+        if not returned_tensors(out):
             return out  # shape queries: dim(), size(), __len__ ...
         if handler is None:
             self.error(f"unsupported op {_func_name(func)} on a traced tensor")
@@ -271,13 +271,15 @@ def _func_name(func) -> str:
     return qual if qual.startswith("Tensor.") else f"{module}.{qual}"
 
 
-def _tensors(obj) -> list[torch.Tensor]:
+def returned_tensors(obj) -> list[torch.Tensor]:
+    """The tensors in what a module returned, in order (through tuples, lists and dict values): the traced
+    graph's outputs, the first being the logits (SDT's forward returns ``(logits, hook)``)."""
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, (list, tuple)):
-        return [t for item in obj for t in _tensors(item)]
+        return [t for item in obj for t in returned_tensors(item)]
     if isinstance(obj, dict):
-        return [t for item in obj.values() for t in _tensors(item)]
+        return [t for item in obj.values() for t in returned_tensors(item)]
     return []
 
 
@@ -740,7 +742,7 @@ def _traced_outputs(tracer: _Tracer, out) -> tuple[list, list[int]]:
     """The IR values of the model's returned tensors and their layouts (1: time-major); problems go to
     ``tracer.errors``."""
     outputs, layouts = [], []
-    for tensor in _tensors(out):
+    for tensor in returned_tensors(out):
         source = tracer.lookup(tensor)
         if source is None:
             tracer.errors.append("error: the model returns a tensor that does not depend on its input")

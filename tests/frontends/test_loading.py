@@ -73,6 +73,47 @@ def test_spikingjelly_model_built_for_cupy_traces_exactly():
         assert sum(n.op == "lif" for n in graph.nodes) == 5
 
 
+RESFORMER_LIKE = os.path.join(FIXTURES, "resformer_like", "model.py")
+
+
+def test_a_file_of_a_package_loads_with_its_relative_imports_and_its_neuron_subclasses_trace_exactly():
+    # SpikingResformer's layout: models/spikingresformer.py does `from .submodules.layers import LIF`, and LIF is
+    # a subclass of activation_based.LIFNode built for CuPy that only fixes the base class's arguments.
+    loaded = load_model(ModelSource(model=f"{RESFORMER_LIKE}:TinyResformer", input_shape=(2, 1, 6, 6)))
+    module = randomize_batchnorm(loaded.module)
+    graph = trace_module(module, torch.rand(loaded.input_shape)).graph
+    assert sum(n.op == "lif" for n in graph.nodes) == 2 and type(module.act).__name__ == "LIF"
+    assert module.act.backend == "torch"                # built for CuPy, constructed for the CPU
+    x = torch.rand(4, 1, 6, 6) * 3
+    with torch.no_grad():
+        expected = module(x)
+    run = run_float(graph, [x], keep_values=True)
+    assert torch.equal(run.outputs[0], expected)
+    assert all(run.of(n).mean() > 0.01 for n in graph.nodes if n.op == "lif")     # both neuron layers fire
+
+
+def test_a_neuron_subclass_that_changes_the_dynamics_is_refused_by_name():
+    message = _error(ModelSource(model=f"{RESFORMER_LIKE}:TinyResformer", input_shape=(1, 1, 6, 6),
+                                 model_args={"neuron": "leaky"}))
+    assert "LeakyCharge subclasses spikingjelly.activation_based.neuron.LIFNode and overrides neuronal_charge" in message
+
+
+def test_a_model_file_imports_from_the_working_directory(tmp_path, monkeypatch):
+    # SDT V1 run from its repository's root: model/spikeformer.py does `from module import *`, module/ at the root
+    (tmp_path / "module").mkdir()
+    (tmp_path / "module" / "__init__.py").write_text("from spikec.nn import MultiStepLIF\n")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "net.py").write_text(
+        "import torch\nfrom torch import nn\nfrom module import MultiStepLIF\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 3)\n"
+        "        self.lif = MultiStepLIF(tau=2.0)\n\n"
+        "    def forward(self, x):\n        return self.lif(self.fc(x).unsqueeze(0)).mean(0)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    loaded = load_model(ModelSource(model="model/net.py:Net", input_shape=(1, 4)))
+    assert type(loaded.module.lif).__name__ == "MultiStepLIF"
+
+
 def _error(source: ModelSource) -> str:
     with pytest.raises(InputError) as info:
         trace_source(source)
