@@ -215,6 +215,19 @@ def _threshold_factor(node: Node) -> float:
     return a["v_threshold"]
 
 
+def _exact_gain_exp(node: Node, ratio: float, factor: float) -> int:
+    """The gain exponent that puts every membrane value an integer-fed LIF can reach on a multiple of 64, so that
+    the gap of less than 64 below ``c θ`` holds none and the neuron fires exactly as the float one: with
+    ``τ = 2**j`` the membrane after ``T`` steps has the denominator ``τ**T`` (``τ**(T-1)`` without decay_input),
+    so ``c = 64 s τ`` (``64 s``) needs ``s >= τ**(T-1)``. 0 when no gain within the threshold's 17 bits gives it
+    (a τ not a power of two, or too many steps): then the gap is left as it is."""
+    if node.op != "lif" or node.attrs["tau"] <= 1 or not math.log2(node.attrs["tau"]).is_integer():
+        return 0
+    steps = node.inputs[0].type.time
+    exp = max(0, math.ceil(int(math.log2(node.attrs["tau"])) * (steps - 1) - math.log2(ratio)))
+    return exp if ratio * 2 ** exp * factor < 2 ** 17 - 1 else 0
+
+
 def _initial_plan(graph: Graph, classes: ScaleClasses, options: QuantizeOptions) -> _Plan:
     limits: dict[str, list[float]] = {}
     gains: dict[Node, int] = {}
@@ -229,7 +242,8 @@ def _initial_plan(graph: Graph, classes: ScaleClasses, options: QuantizeOptions)
             if factor <= 0:
                 raise PassError(f"quantize: {node.describe()} has a non-positive threshold {node.attrs['v_threshold']}")
             if s.fixed:
-                gains[node] = max(0, math.floor(math.log2(target / (float(s.ratio) * factor))))
+                gain_exp = max(0, math.floor(math.log2(target / (float(s.ratio) * factor))))
+                gains[node] = max(gain_exp, _exact_gain_exp(node, float(s.ratio), factor))
             else:
                 limits.setdefault(s.root, []).append(math.log2(target / (float(s.ratio) * factor)))
         elif op_traits(node.op).category is OpCategory.WEIGHT:
