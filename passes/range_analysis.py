@@ -232,6 +232,7 @@ RANGE_RULES: dict[str, Callable[[_Analysis, Node], Interval | None]] = {
     "repeat_time": _Analysis._same,
     "to_time_major": _Analysis._same,
     "reshape": _Analysis._same,
+    "slice": _Analysis._same,
     "transpose": _Analysis._same,
 }
 """The interval of each op's output (None: it has no integer output), with the checks of the module docstring."""

@@ -185,6 +185,7 @@ DOMAIN_RULES: dict[str, Rule] = {
     "repeat_time": _same,
     "to_time_major": _same,
     "reshape": _same,
+    "slice": _same,
     "transpose": _same,
     "conv1d": _real,
     "conv2d": _real,

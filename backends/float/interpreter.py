@@ -130,6 +130,8 @@ EVAL_RULES: dict[str, Rule] = {
     "mean": _mean_rule,
     "sum": _reduce(torch.sum),
     "reshape": lambda node, inputs: inputs[0].reshape(*inputs[0].shape[:2], *node.attrs["shape"]),
+    "slice": lambda node, inputs: inputs[0].narrow(node.attrs["axis"], node.attrs["start"],
+                                                   node.attrs["stop"] - node.attrs["start"]),
     "transpose": lambda node, inputs: inputs[0].permute(*node.attrs["perm"]),
 }
 

@@ -159,6 +159,8 @@ INT_RULES: dict[str, Callable[[Node, list[np.ndarray]], np.ndarray]] = {
     "repeat_time": lambda node, inputs: np.repeat(inputs[0], node.attrs["T"], axis=0),
     "to_time_major": lambda node, inputs: np.swapaxes(inputs[0][0], 0, 1),
     "reshape": lambda node, inputs: inputs[0].reshape(*inputs[0].shape[:2], *node.attrs["shape"]),
+    "slice": lambda node, inputs: np.take(inputs[0], np.arange(node.attrs["start"], node.attrs["stop"]),
+                                          axis=node.attrs["axis"]),
     "transpose": lambda node, inputs: np.transpose(inputs[0], node.attrs["perm"]),
 }
 

@@ -268,6 +268,8 @@ PROVEN_RULES: dict[str, Callable[[Proof, Node, list[torch.Tensor]], torch.Tensor
     "repeat_time": _repeat_time,
     "to_time_major": lambda proof, node, args: args[0][0].transpose(0, 1),
     "reshape": lambda proof, node, args: args[0].reshape(*args[0].shape[:2], *node.attrs["shape"]),
+    "slice": lambda proof, node, args: args[0].narrow(node.attrs["axis"], node.attrs["start"],
+                                                      node.attrs["stop"] - node.attrs["start"]),
     "transpose": lambda proof, node, args: args[0].permute(*node.attrs["perm"]),
 }
 """One proven rule per op of the integer graph (``INT_RULES``' keys)."""

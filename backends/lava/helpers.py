@@ -18,8 +18,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import scipy.sparse
 
-__all__ = ["LAYOUTS", "layout", "layout_ref", "conv_weight", "ones_kernel", "token_dense", "identity", "window",
-           "broadcast", "reduce", "max_tree", "max_tree_levels", "pool_candidates", "uniform_delays"]
+__all__ = ["LAYOUTS", "layout", "layout_ref", "conv_weight", "ones_kernel", "token_dense", "identity", "part",
+           "window", "broadcast", "reduce", "max_tree", "max_tree_levels", "pool_candidates", "uniform_delays"]
 
 
 def conv_weight(weight, exp=0):
@@ -56,6 +56,14 @@ def identity(size, weight=1):
 def _selection(targets: np.ndarray, sources: np.ndarray, shape: tuple[int, int], weight: int):
     data = np.full(targets.size, int(weight), np.int32)
     return scipy.sparse.csr_matrix((data, (targets.ravel(), sources.ravel())), shape=shape, dtype=np.int32)
+
+
+def part(in_shape, axis, start, stop):
+    """A slice ``start:stop`` along ``axis`` of an array of ``in_shape``: each output element reads the input
+    element ``start`` further along that axis, weight 1."""
+    index = np.arange(math.prod(in_shape)).reshape(tuple(in_shape))
+    sources = np.take(index, np.arange(start, stop), axis=axis)
+    return _selection(np.arange(sources.size), sources, (sources.size, index.size), 1)
 
 
 def window(in_shape, out_shape, kernel, stride, padding, dilation):
@@ -171,7 +179,7 @@ def uniform_delays(weights, delay):
     return delays
 
 
-LAYOUTS: dict[str, Callable] = {f.__name__: f for f in (conv_weight, ones_kernel, token_dense, identity, window,
+LAYOUTS: dict[str, Callable] = {f.__name__: f for f in (conv_weight, ones_kernel, token_dense, identity, part, window,
                                                          broadcast, reduce, max_tree)}
 """Layout name (``fn`` of a ``layout`` reference) -> the function that builds it."""
 

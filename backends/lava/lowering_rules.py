@@ -13,6 +13,7 @@ connections it needs to the :class:`~.lowering_streams.Netlist`.
     reshape, transpose       nothing: Lava's virtual ports on the connections
     qgain 2**k               folded into the synapse group feeding it (:mod:`.mapping`); else an identity Sparse
     qshift k                 an identity Sparse of exponent -k (Lava's floor shift)
+    slice                    a Sparse of ones selecting the part (Lava's virtual ports only reshape and transpose)
     mul                      ProdNeuron (vth 0, exp 0: sends a * b); a broadcast operand through a fan-out Sparse
     maxpool of spikes        depthwise Conv of ones into OR neurons (LIF, vth 0)
     and_not of spikes        +1 and -1 identity Sparse into OR neurons
@@ -382,6 +383,19 @@ def gain_rule(low: Lowering, node: Node, delay: int) -> Stream:
     return Stream(out.terms, shape, None if not stream.biased else stream.bias * factor)
 
 
+def slice_rule(low: Lowering, node: Node, delay: int) -> Stream:
+    """A slice: a synapse group of ones selecting its elements (one step), since Lava's virtual ports only
+    reshape and transpose; the stream's bias is sliced the same way."""
+    a = node.attrs
+    stream = low.input_stream(node, 0, delay)
+    shape = node.output.type.sample_shape
+    axis = a["axis"] - 2
+    out = low.synapses(node, delay, stream.bare(),
+                       layout_ref("part", stream.shape, axis, a["start"], a["stop"]), shape, prefix="slice")
+    bias = None if not stream.biased else np.take(stream.bias, np.arange(a["start"], a["stop"]), axis=axis)
+    return Stream(out.terms, shape, bias)
+
+
 def shift_rule(low: Lowering, node: Node, delay: int) -> Stream:
     """``x >> k``: an identity synapse group of exponent ``-k`` reading ``x`` as neurons, Lava's floor shift of
     the group's sum (one step). The stream's bias passes the shift where it is a multiple of ``2**k``, as a finer
@@ -516,5 +530,6 @@ RULES: dict[str, Rule] = {
     "sum": sum_rule,
     "qgain": gain_rule,
     "qshift": shift_rule,
+    "slice": slice_rule,
 }
 """Op -> its lowering rule: every integer op that can run on chip (a test checks it against the registry)."""

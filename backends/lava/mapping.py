@@ -26,9 +26,9 @@ of exponent ``e`` after the Conv, the floor shift Lava's Dense would apply to th
 
 **Latency** (steps a node adds to the pipeline; :mod:`spikec.passes.balance_delays` balances them): 1 for a
 synapse group (conv, linear, sum, spike max-pool's window, IAND's pair, a broadcast product's fan-out, an
-unfolded gain, a shift), 2 for an on-chip matmul and a token-wise linear with a negative exponent, ``L + 1`` for a
-graded max tree, 0 for neurons, views, adds, folded gains, products of equal shapes and the embedded cores'
-processes.
+unfolded gain, a shift, a slice), 2 for an on-chip matmul and a token-wise linear with a negative exponent,
+``L + 1`` for a graded max tree, 0 for neurons, views, adds, folded gains, products of equal shapes and the
+embedded cores' processes.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Mapping:
             return 1 if and_not_on_neurons(node) else 0
         if op == "sum":
             return 0 if 0 in node.attrs["axes"] else 1
-        if op == "qshift":
+        if op in ("qshift", "slice"):
             return 1
         return 0
 

@@ -562,6 +562,43 @@ def _h_sum(tracer, func, args, kwargs, out):
     return _reduce(tracer, func, args, kwargs, out, "sum")
 
 
+def _h_adaptive_avg_pool2d(tracer, func, args, kwargs, out):
+    """A global average pool (output size 1, SpikingResformer's head) is a mean over the two spatial axes."""
+    size = args[1] if len(args) > 1 else kwargs["output_size"]
+    sizes = (size, size) if isinstance(size, int) else tuple(size)
+    if sizes != (1, 1):
+        raise _Unsupported(f"adaptive_avg_pool2d to {list(sizes)}; only the global average (output size 1) is "
+                           "supported")
+    ndim = args[0].dim()
+    return _reduce(tracer, func, (args[0], [ndim - 2, ndim - 1], True), {}, out, "mean")
+
+
+def _h_getitem(tracer, func, args, kwargs, out):
+    """``x[a:b, ...]`` with slices (and one ``...``): one ``slice`` op per axis it narrows."""
+    source = _primary(tracer, args[0])
+    shape = tuple(args[0].shape)
+    index = args[1] if isinstance(args[1], tuple) else (args[1],)
+    if sum(i is Ellipsis for i in index) > 1:
+        raise _Unsupported("an index with more than one '...'")
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (len(shape) - len(index) + 1) + index[at + 1:]
+    if len(index) > len(shape) or not all(isinstance(i, slice) for i in index):
+        raise _Unsupported("indexes with something other than slices (x[:, :, a:b]); integers, None, masks and "
+                           "index tensors are not supported")
+    value = source.value
+    for dim, part in enumerate(index):
+        start, stop, step = part.indices(shape[dim])
+        if (start, stop, step) == (0, shape[dim], 1):
+            continue
+        if step != 1 or stop <= start:
+            raise _Unsupported(f"a slice {start}:{stop}:{step}; only non-empty slices with step 1 are supported")
+        axis = _ir_axis(source.role, dim)
+        _sample_dims_ok(Role.TB, [axis])
+        value = tracer.emit("slice", [value], {"axis": axis, "start": start, "stop": stop})
+    return value, source.role
+
+
 def _binary_roles(a: Traced, b: Traced) -> Role:
     roles = {a.role, b.role}
     if roles == {Role.TB, Role.BATCH} or len(roles) == 1:
@@ -637,7 +674,8 @@ _HANDLERS: dict[str, Callable] = {
     "to": _h_to, "type_as": _h_to,
     "flatten": _h_view, "reshape": _h_view, "view": _h_view, "unsqueeze": _h_view, "squeeze": _h_view,
     "permute": _h_permute, "transpose": _h_permute, "swapaxes": _h_permute, "swapdims": _h_permute,
-    "repeat": _h_repeat, "mean": _h_mean, "sum": _h_sum,
+    "repeat": _h_repeat, "mean": _h_mean, "sum": _h_sum, "adaptive_avg_pool2d": _h_adaptive_avg_pool2d,
+    "__getitem__": _h_getitem,
     "add": _h_add, "__add__": _h_add, "__radd__": _h_add,
     "mul": _h_mul, "__mul__": _h_mul, "__rmul__": _h_mul,
     "div": _h_div, "__truediv__": _h_div, "true_divide": _h_div,

@@ -506,6 +506,20 @@ def _sum(types, attrs):
 # ---------------------------------------------------------------- views
 
 
+@_register("slice", 1, {"axis": "int", "start": "int", "stop": "int"},
+           OpTraits(OpCategory.VIEW, Phase.BOTH, preserves_spikes=True, per_step=True))
+def _slice(types, attrs):
+    """``x[..., start:stop, ...]`` along the sample axis ``axis``: the elements ``start <= i < stop`` (a
+    query/key split such as SpikingResformer's ``y[:, :, :, :C // h]``)."""
+    (x,) = types
+    axis, start, stop = attrs["axis"], attrs["start"], attrs["stop"]
+    _need(2 <= axis < x.rank, f"axis {axis} must be a sample axis of a rank-{x.rank} value (2..{x.rank - 1})")
+    _need(0 <= start < stop <= x.shape[axis], f"slice {start}:{stop} must be a non-empty part of 0:{x.shape[axis]}")
+    shape = list(x.shape)
+    shape[axis] = stop - start
+    return [x.with_shape(shape)]
+
+
 @_register("reshape", 1, {"shape": "ints"}, OpTraits(OpCategory.VIEW, Phase.BOTH, preserves_spikes=True, per_step=True))
 def _reshape(types, attrs):
     """Reshape the sample axes (row-major), keeping T and B: ``[T, B, *a] -> [T, B, *shape]``.

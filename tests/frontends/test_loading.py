@@ -192,6 +192,18 @@ def test_unknown_neuron_and_unsupported_ops_are_reported_together(tmp_path):
     assert lines[3] == "weird.py:7: error: unsupported op torch.cat on a traced tensor"
 
 
+def test_indexing_other_than_slices_is_one_line_naming_it(tmp_path):
+    code = tmp_path / "index.py"
+    code.write_text(
+        "import torch\nfrom torch import nn\nfrom spikec.nn import MultiStepLIF\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.lif = MultiStepLIF(tau=2.0)\n\n"
+        "    def forward(self, x):\n        y = self.lif(x.unsqueeze(0).repeat(2, 1, 1))\n"
+        "        return y[:, :, 0].mean(0)\n")
+    lines = _error(ModelSource(model=f"{code}:Net", input_shape=(1, 4))).splitlines()
+    assert lines[1] == ("index.py:13: error: Tensor.__getitem__: indexes with something other than slices "
+                        "(x[:, :, a:b]); integers, None, masks and index tensors are not supported")
+
+
 @pytest.mark.parametrize("reference, message", [
     ("model.py", "--model 'model.py': expected FILE.py:NAME or package.module:NAME"),
     ("missing.py:Net", "--model missing.py:Net: missing.py: no such file"),
