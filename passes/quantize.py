@@ -225,7 +225,7 @@ def _exact_gain_exp(node: Node, ratio: float, factor: float) -> int:
         return 0
     steps = node.inputs[0].type.time
     exp = max(0, math.ceil(int(math.log2(node.attrs["tau"])) * (steps - 1) - math.log2(ratio)))
-    return exp if ratio * 2 ** exp * factor < 2 ** 17 - 1 else 0
+    return exp if math.log2(ratio * factor) + exp < math.log2(2 ** 17 - 1) else 0
 
 
 def _initial_plan(graph: Graph, classes: ScaleClasses, options: QuantizeOptions) -> _Plan:

@@ -251,6 +251,11 @@ class Lowering:
         key = (stream.terms, stream.shape)
         if key not in self._graded:
             name = self.tag(node, delay, prefix)
+            # one op can need several (an IAND of two slices): the second and later get a suffix, in build order
+            copies = 1
+            while name in self.net.kinds:
+                copies += 1
+                name = f"{self.tag(node, delay, prefix)}_{copies}"
             shape = stream.shape
             self.process(node, name, "GradedVec", {"shape": list(shape), "vth": 0, "exp": 0}, "neuron", delay,
                          {"a_in": shape}, {"s_out": shape})

@@ -189,10 +189,16 @@ def _draw_transpose(draw, g, v, values):
     return {"perm": (0, 1, *draw(st.permutations(list(range(2, v.type.rank)))))}, [v]
 
 
+def _draw_slice(draw, g, v, values):
+    axis = draw(st.integers(2, v.type.rank - 1))
+    start = draw(st.integers(0, v.type.shape[axis] - 1))
+    return {"axis": axis, "start": start, "stop": draw(st.integers(start + 1, v.type.shape[axis]))}, [v]
+
+
 def _draw_conv(draw, g, v, values):
     t = v.type
     spatial = t.rank - 3
-    out, k = draw(st.integers(1, 4)), draw(st.integers(1, min(3, t.shape[-1])))
+    out, k = draw(st.integers(1, 4)), draw(st.integers(1, min(3, *t.shape[3:])))
     return {"weight": draw(_weights((out, t.shape[2]) + (k,) * spatial)), "bias": draw(st.none() | _weights((out,))),
             "stride": (draw(st.integers(1, 2)),) * spatial, "padding": (draw(st.integers(0, 1)),) * spatial,
             "dilation": (1,) * spatial, "groups": 1}, [v]
@@ -214,7 +220,7 @@ def _draw_pool(draw, g, v, values, *, average: bool):
 # The ops a random graph draws from, by the rank of the value they read, and how each draws its attributes.
 _DRAW_OP = {"lif": _draw_lif, "if": _draw_if, "scale": _draw_scale, "add": _draw_binary, "mul": _draw_binary,
             "and_not": _draw_binary, "linear": _draw_linear, "batchnorm": _draw_batchnorm, "mean": _draw_reduction,
-            "sum": _draw_reduction, "reshape": _draw_reshape, "transpose": _draw_transpose}
+            "sum": _draw_reduction, "reshape": _draw_reshape, "transpose": _draw_transpose, "slice": _draw_slice}
 _DRAW_RANK_OP = {5: {"conv2d": _draw_conv, "maxpool": functools.partial(_draw_pool, average=False),
                      "avgpool": functools.partial(_draw_pool, average=True)},
                  4: {"conv1d": _draw_conv, "matmul": _draw_matmul}}

@@ -54,7 +54,7 @@ FEATURES = (
     "lif_decay_input", "lif_no_decay_input", "if",
     "maxpool_spikes", "maxpool_spikes_ceil", "maxpool_erode3d", "maxpool_graded",
     "linear_tokens", "conv1d_tokens", "conv1x1_tokens", "linear_one_token",
-    "ms_residual", "sew_add", "iand",
+    "ms_residual", "sew_add", "iand", "slice_channels",
     "ssa_matmul", "sdsa", "mul_same_shape", "mul_broadcast", "sum_tokens_keepdim", "iand_broadcast",
     "bn_strong_bias",
     "head_mean", "head_lif", "head_hidden",
@@ -216,6 +216,14 @@ class SEWBlock(nn.Module):
         return s + branch if self.merge == "add" else iand(branch, s)
 
 
+class ChannelSplit(nn.Module):
+    """Two halves of the channels by slicing (SpikingResformer's ``y[:, :, :C // h]``), merged by IAND."""
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        half = s.shape[2] // 2
+        return iand(s[:, :, :half], s[:, :, half:2 * half])
+
+
 class MSBlock(nn.Module):
     """Membrane-shortcut residual: ``x + BN(conv(neuron(x)))``, the sum of BN outputs the next LIF reads."""
 
@@ -368,6 +376,9 @@ def _image_block(d: _Draw, state: _State) -> nn.Module | None:
         merge = d.rng.choice(["add", "iand"])
         d.tag("sew_add" if merge == "add" else "iand")
         return SEWBlock(first, second, merge)
+    if state.kind == "spike" and roll < 0.43 and state.channels >= 4:
+        d.tag("slice_channels")
+        return ChannelSplit()
     if state.kind == "spike" and roll < 0.5:
         pool = _draw_pool2d(d, *state.shape[1:])
         d.tag(*(_pool_tags(pool, graded=False) if pool is not None else []))
