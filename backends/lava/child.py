@@ -5,6 +5,8 @@ hangs at exit when ``stop()`` was never called, and can hang in ``stop()`` after
 (``docs/lava-semantics.md``, "Things that bite"). So a job runs in a forked child that:
 
 * leads its own process group (everything Lava forks from it is in that group, and is killed with it);
+* forks a watcher in a group of its own that, should the caller die first (SIGKILL), kills the run's group and
+  then removes its shared memory;
 * names its shared-memory segments ``psm_spikec<pid>_*`` (Lava's SharedMemoryManager server, forked from the
   child, names segments through ``multiprocessing.shared_memory._make_filename``), so they can be removed;
 * uses one torch thread (a multi-threaded torch in the parent before the fork hangs torch in the child);
@@ -24,7 +26,6 @@ import secrets
 import shutil
 import signal
 import sys
-import threading
 import time
 import traceback
 import warnings
@@ -52,21 +53,56 @@ def _remove_shared_memory(pid: int) -> None:
             os.unlink(path)
 
 
-def _watch_parent(parent: int, leftovers: tuple[str, ...]) -> None:
-    """When the parent is gone (killed before it could clean up, e.g. by SIGKILL), remove what the run
-    left — the child's shared memory and the parent's ``leftovers`` (the run's sink directory) — and kill
-    the child's whole group."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    _remove_shared_memory(os.getpid())
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a killed caller stays a zombie until its own parent reaps it, and that parent may be
+    waiting for the run's output pipes to close."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _litter(run: int, leftovers: tuple[str, ...]) -> bool:
+    return bool(glob.glob(f"/dev/shm/{_shm_prefix(run)}*")) or any(os.path.exists(p) for p in leftovers)
+
+
+def _watch_parent(parent: int, run: int, leftovers: tuple[str, ...]) -> None:
+    """In a watcher process of its own group: should the caller ``parent`` die before it cleaned up (SIGKILL),
+    kill the run's whole group ``run``, wait for it to be gone, then remove what the run left (its shared
+    memory and the caller's ``leftovers``, the run's sink directory). Killing first means no process of the
+    run can create a segment or a file after the removal; a watcher inside the group could not outlive the
+    kill. It returns once the run has ended and the caller has removed what it left."""
+    while _alive(parent):
+        if os.getppid() != run and not _litter(run, leftovers):
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(run, signal.SIGKILL)
+    deadline = time.monotonic() + 10            # a killed process can still write for a moment: wait them out
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(run, 0)
+        except (ProcessLookupError, PermissionError):
+            break
+        time.sleep(0.05)
+    _remove_shared_memory(run)
     for path in leftovers:
         shutil.rmtree(path, ignore_errors=True)
-    os.killpg(0, signal.SIGKILL)
 
 
 def _child(job: Callable[[], Any], writer, parent: int, leftovers: tuple[str, ...]) -> None:
     os.setpgid(0, 0)
-    threading.Thread(target=_watch_parent, args=(parent, leftovers), daemon=True).start()
+    if os.fork() == 0:
+        os.setpgid(0, 0)
+        writer.close()          # the caller sees the pipe close when the run's process ends, not the watcher
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):    # nor does whoever reads the caller's output wait for the watcher
+            os.dup2(devnull, fd)
+        try:
+            _watch_parent(parent, os.getppid(), leftovers)
+        finally:
+            os._exit(0)
     prefix = _shm_prefix(os.getpid())
     shared_memory._make_filename = lambda: f"/{prefix}{secrets.token_hex(4)}"
     try:
