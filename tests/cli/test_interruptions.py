@@ -57,7 +57,7 @@ def test_a_stopped_lava_run_leaves_no_shared_memory_or_processes(loihi2_artifact
         assert proc.returncode == 128 + sig
         assert err.strip().splitlines()[-1] == (f"spikec: error: stopped by {signal.Signals(sig).name}; nothing "
                                                 "was left half-written")
-    deadline = time.monotonic() + 15    # after SIGKILL, the child's watchdog notices within a second
+    deadline = time.monotonic() + 15    # after SIGKILL, the run's watcher notices within a second
     while time.monotonic() < deadline and _lava_leftovers() - before:
         time.sleep(0.5)
     assert _lava_leftovers() - before == set()
