@@ -95,10 +95,12 @@ def _child(job: Callable[[], Any], writer, parent: int, leftovers: tuple[str, ..
     os.setpgid(0, 0)
     if os.fork() == 0:
         os.setpgid(0, 0)
-        writer.close()          # the caller sees the pipe close when the run's process ends, not the watcher
+        # The watcher holds no descriptor of the run's: the caller's pipe and its process sentinel close when the
+        # run's process ends, and whoever reads the caller's output sees it end with the caller.
         devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):    # nor does whoever reads the caller's output wait for the watcher
+        for fd in (0, 1, 2):
             os.dup2(devnull, fd)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         try:
             _watch_parent(parent, os.getppid(), leftovers)
         finally:
