@@ -1,6 +1,10 @@
 """Lava and intsim give identical spike trains on every neuron layer, for every zoo family and the trained
 digits models (docs/design.md, §5: intsim and Lava agree spike for spike on every layer, always).
 
+``make test`` runs one case of each contract (an SDT family, Spikformer's spike matmuls on chip and embedded, a
+trained digits model, Lava's own models); the other families and placements run in the slow tier, since the
+random-graph tests cover every op they map.
+
 Each run streams the batch through Lava's fixed_pt models (spikec's vectorised Conv/Sparse models) in a forked
 child under a timeout; ``test_lava_own_models_*`` runs Lava's own models. Families: MS residual
 (Spikingformer, SDT), SEW residual with add and with IAND (Spikformer, Spikformer V2), attention by spike
@@ -27,7 +31,13 @@ _BATCH = {"spikformer-imagenet": 3}
 the first block's attention spikes."""
 
 
-@pytest.mark.parametrize("arch", zoo_names())
+def _slow_unless(quick: tuple, cases: list) -> list:
+    """``cases`` (values or tuples of parameters) marked slow except those in ``quick``."""
+    return [case if case in quick else pytest.param(*(case if isinstance(case, tuple) else (case,)),
+                                                    marks=pytest.mark.slow) for case in cases]
+
+
+@pytest.mark.parametrize("arch", _slow_unless(("sdt-cifar",), zoo_names()))
 def test_zoo_family_runs_bit_exact_on_lava(arch):
     graph, x = zoo_case(arch, batch=_BATCH.get(arch, 2))
     counts = spike_count(graph, x)
@@ -36,13 +46,10 @@ def test_zoo_family_runs_bit_exact_on_lava(arch):
 
 
 _MATMUL_FAMILIES = [a for a in zoo_names() if a.startswith(("spikformer", "spikingformer"))]
-_QUICK = ("spikformer-cifar", "spikingformer-cifar", "spikformer-v2")
-"""Spike-matmul families in ``make test``; the other sizes (DVS, ImageNet) run in the slow tier."""
 
 
 @pytest.mark.parametrize("attention", ["on-chip", "embedded"])
-@pytest.mark.parametrize("arch", [a if a in _QUICK else pytest.param(a, marks=pytest.mark.slow)
-                                  for a in _MATMUL_FAMILIES])
+@pytest.mark.parametrize("arch", _slow_unless(("spikformer-cifar",), _MATMUL_FAMILIES))
 def test_spike_matmul_families_run_bit_exact_with_attention_on_chip_and_embedded(arch, attention):
     graph, x = zoo_case(arch, batch=1)
     pg = lower(graph, options=MappingOptions(attention))
@@ -50,15 +57,17 @@ def test_spike_matmul_families_run_bit_exact_with_attention_on_chip_and_embedded
     assert_bit_exact(graph, x, run_lava(graph, [x], pg, timeout=LAVA_TIMEOUT_S))
 
 
+@pytest.mark.slow
 def test_spikformer_iand_residual_runs_bit_exact_on_lava():
     graph, x = zoo_case("spikformer-cifar", residual="iand")
     assert any(n.op == "and_not" for n in graph.nodes)
     assert_bit_exact(graph, x, run_lava(graph, [x], timeout=LAVA_TIMEOUT_S))
 
 
-@pytest.mark.parametrize("arch, attention", [("spikingformer-cifar", "on-chip"), ("spikingformer-cifar", "embedded"),
-                                            ("spikformer-cifar", "on-chip"), ("spikformer-cifar", "embedded"),
-                                            ("sdt-cifar", "auto")])
+@pytest.mark.parametrize("arch, attention", _slow_unless(
+    (("spikingformer-cifar", "on-chip"),), [("spikingformer-cifar", "on-chip"), ("spikingformer-cifar", "embedded"),
+                                           ("spikformer-cifar", "on-chip"), ("spikformer-cifar", "embedded"),
+                                           ("sdt-cifar", "auto")]))
 def test_trained_digits_model_runs_bit_exact_on_lava(arch, attention):
     if not os.path.isfile(os.path.join(DIGITS, f"{arch}.pt")):
         pytest.skip(f"no committed checkpoint {arch}.pt")
@@ -75,6 +84,7 @@ def test_lava_own_models_give_the_same_spikes():
     assert_bit_exact(graph, x, run)
 
 
+@pytest.mark.slow
 def test_samples_stream_back_to_back_and_match_one_by_one():
     """A batch runs as one stream (period T, neurons reset as each wave arrives): every sample's spikes equal
     those of the same sample run alone, so no state leaks from one sample into the next."""
