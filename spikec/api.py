@@ -155,6 +155,11 @@ def simulate(model, x, y=None, *, backends=None, compare: str | None = None, bat
     (default intsim; lava with ``compare``). ``compare="intsim"`` also checks lava against intsim bit for
     bit. Returns a :class:`spikec.simulation.SimulationReport`.
 
+    ``x`` may also be a :class:`~spikec.datasets.Dataset` (:func:`spikec.datasets.open_data`), read batch by
+    batch, with its labels. ``engine``: a :class:`spikec.engines.Engine` to run the samples on worker processes
+    or a Ray cluster (default: this process); the report is the same for any. ``progress(done, total)`` is
+    called as samples finish.
+
     ``options``: ``input_layout`` ("B" or "TB", for a module), ``compiled`` (a :func:`compile` result of the
     module to reuse), ``lava_models`` ("spikec" or "lava"), and :func:`compile`'s ``input_exp``,
     ``input_range``, ``allow_saturation``.
@@ -162,16 +167,17 @@ def simulate(model, x, y=None, *, backends=None, compare: str | None = None, bat
     from spikec.simulation import SimulationPlan
 
     lava_models = options.pop("lava_models", "spikec")
+    engine = options.pop("engine", None)
     plan = SimulationPlan.of(model, x, **options)
     return plan.run(x, y, backends=backends, compare=compare, batch_size=batch_size, lava_models=lava_models,
-                    progress=progress)
+                    progress=progress, engine=engine)
 
 
 def report(model, data, out_dir: str, *, progress=None, **options) -> dict:
     """SOPs, firing rates and energy per layer of ``model`` on ``data`` under the energy models of
     ``spikec report``, written with its plots into ``out_dir``; returns the report's JSON
     (:func:`spikec.reporting.report`). ``options``: the fields of :class:`spikec.reporting.ReportOptions`
-    (``fmt``, ``backend``, ``limit``, ``sew_as_ac``, ``raster``, ``raster_sample``, ``batch_size``), and
+    (``fmt``, ``backend``, ``limit``, ``sew_as_ac``, ``raster``, ``raster_sample``, ``batch_size``, ``engine``), and
     :func:`compile`'s ``input_exp``, ``input_range``, ``allow_saturation`` for a model compiled here."""
     import dataclasses
 

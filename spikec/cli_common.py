@@ -18,7 +18,8 @@ import click
 
 from spikec.errors import InputError, SpikecError
 
-__all__ = ["EXIT_INTERNAL", "SpikecGroup", "handle_errors", "model_options", "model_source", "parse_model_args"]
+__all__ = ["EXIT_INTERNAL", "SpikecGroup", "handle_errors", "model_options", "model_source", "parse_model_args",
+           "engine_options", "ProgressBar"]
 
 EXIT_INTERNAL = 3
 
@@ -164,3 +165,55 @@ def model_source(**given):
                        model_args=parse_model_args(given["model_args"]), weights=given["weights"],
                        allow_pickle=given["allow_pickle"], input_shape=parse_shape(shape) if shape else None,
                        timesteps=given["timesteps"], input_layout=given["input_layout"])
+
+
+def engine_options(command):
+    """Where the samples run (docs/scale-out.md): the command receives one :class:`~spikec.engines.Engine` in its
+    ``engine`` parameter."""
+    from spikec.engines import ENGINES, Engine
+
+    options = [
+        click.option("--engine", "engine_kind", type=click.Choice(ENGINES), default="local", show_default=True,
+                     help="local: worker processes on this machine (with --workers 1, this process); ray: the "
+                          "actors of a Ray cluster (pip install 'spikec[distributed]')."),
+        click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Worker processes or Ray actors; each runs shards of whole batches, so the results are "
+                          "the same for any number."),
+        click.option("--address", metavar="ADDR",
+                     help="ray: the cluster to join (HOST:PORT of `ray start --head`, or auto). Default: a local "
+                          "Ray instance, started for the run and shut down after it."),
+        click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Run a shard again, up to K times, when its worker raised or died."),
+    ]
+
+    @functools.wraps(command)
+    def with_engine(*args, engine_kind, workers, address, retries, **kwargs):
+        engine = Engine(engine_kind, workers, address, retries)
+        engine.require()
+        return command(*args, engine=engine, **kwargs)
+
+    for option in reversed(options):
+        with_engine = option(with_engine)
+    return with_engine
+
+
+class ProgressBar:
+    """A progress bar on stderr, shown from the first ``bar(done, total)`` a run reports (the total is known
+    only once the data is open) and closed with the ``with`` block."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.done = label, None, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

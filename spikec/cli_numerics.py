@@ -9,8 +9,8 @@ import sys
 
 import click
 
-from spikec.cli_common import handle_errors, model_options
-from spikec.datasets import load_data
+from spikec.cli_common import ProgressBar, engine_options, handle_errors, model_options
+from spikec.datasets import open_data
 from spikec.errors import InputError
 from spikec.registry import BACKENDS, TARGETS
 
@@ -129,7 +129,7 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
     from spikec.compiler import check_output_dir
 
     check_output_dir(out_dir, force)
-    x = None if data is None or input_exp is not None else load_data(data, source.input_layout)[0]
+    x = None if data is None or input_exp is not None else _calibration_data(data, source.input_layout, calibrate)
     _, compiled = compile_source(source, target=target, input_exp=input_exp, input_range=input_range,
                                  allow_saturation=allow_saturation, callback=_ir_printer(print_ir_after),
                                  calibrate=_calibrate(calibrate, input_exp, x, data), attention=attention)
@@ -151,6 +151,14 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
     if explain:
         for skip in compiled.skipped:
             click.echo(f"note: {skip}", err=True)
+
+
+def _calibration_data(data, layout: str, calibrate: int | None):
+    """The samples of ``data`` (a --data value or a Dataset) that --calibrate reads: the first N of them."""
+    from spikec.api import Calibrate
+
+    dataset = open_data(data, layout) if isinstance(data, str) else data
+    return dataset.read(0, min(len(dataset), Calibrate.samples if calibrate is None else calibrate))
 
 
 def _calibrate(calibrate: int | None, input_exp: int | None, x, data_name: str | None):
@@ -198,14 +206,19 @@ def _backend_list() -> str:
               help="lava backend: run Lava's Conv/Sparse/DelaySparse/DelayDense with spikec's vectorised models "
                    "(bit-identical) or with Lava's own.")
 @click.option("--data", default="digits", show_default=True,
-              help="'digits' (scikit-learn's digits test split) or a .npz with arrays x and optional y; x stacks "
-                   "the samples along the batch axis of the input layout ([N, ...] for B, [T, N, ...] for TB).")
+              help="'digits' (scikit-learn's digits test split); a .npz with arrays x and optional y; an .npy of "
+                   "x, or a directory with x.npy and optional y.npy (memory-mapped); or a directory of .npz shards "
+                   "(read shard by shard). x stacks the samples along the batch axis of the input layout ([N, ...] "
+                   "for B, [T, N, ...] for TB).")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N samples.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @_quantize_options
+@engine_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-o", "--output", "out_file", type=click.Path(dir_okay=False),
+              help="Also write the report (text or json) to this file; it is written whole or not at all.")
 def simulate_command(source, backends, compare_with, lava_models, data, limit, batch_size, input_exp, input_range,
-                     allow_saturation, calibrate, fmt):
+                     allow_saturation, calibrate, engine, fmt, out_file):
     """Run MODEL (a model, or a directory written by `spikec compile`) on data with several backends.
 
     Prints accuracy (when the data has labels), time per sample, prediction agreement between backends and
@@ -220,35 +233,36 @@ def simulate_command(source, backends, compare_with, lava_models, data, limit, b
       spikec simulate out/digits --data my_test.npz --format json
       spikec simulate out/digits-loihi2 --compare intsim --limit 20
     """
+    from spikec.files import check_output_file, write_file_atomically
     from spikec.simulation import SimulationPlan
 
-    from spikec.compiler import load_artifact
-
     chosen = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
-    artifact = load_artifact(source.checkpoint) if source.checkpoint and os.path.isdir(source.checkpoint) else None
-    x, y = load_data(data, artifact.input_layout if artifact else source.input_layout, limit)
-    if artifact and (input_exp is not None or input_range is not None or allow_saturation or calibrate is not None):
-        raise InputError(f"{source.checkpoint} is already compiled: --input-exp, --input-range, --allow-saturation "
-                         "and --calibrate apply when simulating a model; recompile the artifact to change them")
-    plan = SimulationPlan.of(artifact or source, x, input_exp=input_exp,
-                             input_range=input_range, allow_saturation=allow_saturation,
-                             calibrate=_calibrate(calibrate, input_exp, x, data))
-
-    def progress(batches):
-        with click.progressbar(batches, label="simulating", file=sys.stderr) as bar:
-            yield from bar
-
-    report = plan.run(x, y, backends=chosen, compare=compare_with, batch_size=batch_size, lava_models=lava_models,
-                      progress=progress)
+    if source.checkpoint and os.path.isdir(source.checkpoint):
+        if input_exp is not None or input_range is not None or allow_saturation or calibrate is not None:
+            raise InputError(f"{source.checkpoint} is already compiled: --input-exp, --input-range, "
+                             "--allow-saturation and --calibrate apply when simulating a model; recompile the "
+                             "artifact to change them")
+        plan = SimulationPlan.of(source.checkpoint)
+        dataset = open_data(data, plan.layout, limit)
+    else:
+        dataset = open_data(data, source.input_layout, limit)
+        x = _calibration_data(dataset, source.input_layout, calibrate)
+        plan = SimulationPlan.of(source, dataset, input_exp=input_exp, input_range=input_range,
+                                 allow_saturation=allow_saturation, calibrate=_calibrate(calibrate, input_exp, x, data))
+    if out_file is not None:
+        check_output_file(out_file)
+    with ProgressBar("simulating") as bar:
+        report = plan.run(dataset, backends=chosen, compare=compare_with, batch_size=batch_size,
+                          lava_models=lava_models, progress=bar, engine=engine)
     clip = report.input_clipping
     if clip is not None:
         click.echo(f"warning: {100 * clip['clipped_fraction']:.2f}% of the input values lie outside the compiled "
                    f"input range [{clip['range'][0]:g}, {clip['range'][1]:g}] and were clipped (data min "
                    f"{clip['min']:g}, max {clip['max']:g}); compile with --input-range LO,HI to cover them",
                    err=True)
-    if fmt == "json":
-        click.echo(json.dumps(report.to_json(), indent=1, sort_keys=True))
-    else:
-        click.echo(report.to_text(), nl=False)
+    text = json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n" if fmt == "json" else report.to_text()
+    if out_file is not None:
+        write_file_atomically(out_file, text)
+    click.echo(text, nl=False)
     if not report.exact:
         sys.exit(1)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
-from spikec.cli_common import handle_errors, model_options
+from spikec.cli_common import ProgressBar, engine_options, handle_errors, model_options
 
 __all__ = ["report_command"]
 
@@ -15,9 +14,10 @@ __all__ = ["report_command"]
 @click.command("report")
 @handle_errors
 @model_options
-@click.option("--data", required=True, metavar="digits|FILE.npz",
-              help="'digits' (scikit-learn's digits test split) or a .npz whose array x stacks the samples along "
-                   "the batch axis of the input layout.")
+@click.option("--data", required=True, metavar="digits|FILE.npz|FILE.npy|DIR",
+              help="'digits' (scikit-learn's digits test split); a .npz whose array x stacks the samples along the "
+                   "batch axis of the input layout; an .npy of x, or a directory with x.npy (memory-mapped); or a "
+                   "directory of .npz shards.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N samples.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(),
               help="Directory to write report.json and the PNGs to (replaced only if it holds a spikec report).")
@@ -34,7 +34,8 @@ __all__ = ["report_command"]
 @click.option("--raster-sample", type=click.IntRange(min=0), default=0, show_default=True,
               help="Sample of the spike raster (its index in the data).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-def report_command(source, data, limit, out_dir, fmt, backend, sew_as_ac, raster, raster_sample, batch_size):
+@engine_options
+def report_command(source, data, limit, out_dir, fmt, backend, sew_as_ac, raster, raster_sample, batch_size, engine):
     """Measure SOPs, firing rates and energy per layer of MODEL (a model, or a directory written by
     `spikec compile`) on data, under four energy models, with plots.
 
@@ -56,12 +57,9 @@ def report_command(source, data, limit, out_dir, fmt, backend, sew_as_ac, raster
 
     artifact = bool(source.checkpoint and os.path.isdir(source.checkpoint))
 
-    def progress(batches):
-        with click.progressbar(batches, label="measuring", file=sys.stderr) as bar:
-            yield from bar
-
-    options = ReportOptions(fmt, backend, limit, sew_as_ac, raster, raster_sample, batch_size)
-    result = report(source.checkpoint if artifact else source, data, out_dir, options, progress)
+    options = ReportOptions(fmt, backend, limit, sew_as_ac, raster, raster_sample, batch_size, engine)
+    with ProgressBar("measuring") as bar:
+        result = report(source.checkpoint if artifact else source, data, out_dir, options, bar)
     name = {"json": "report.json", "text": "report.txt", "markdown": "report.md"}[fmt]
     with open(os.path.join(out_dir, name)) as f:
         click.echo(f.read(), nl=False)

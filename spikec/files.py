@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 
 from spikec.errors import InputError
 
-__all__ = ["require_regular_file", "MAX_INPUT_BYTES"]
+__all__ = ["require_regular_file", "check_output_file", "write_file_atomically", "MAX_INPUT_BYTES"]
 
 MAX_INPUT_BYTES = 8 << 30
 """The largest file (or uncompressed archive member) spikec reads into memory: 8 GiB."""
 
 
-def require_regular_file(path: str, what: str) -> None:
-    """Raise :class:`InputError` unless ``path`` is an existing regular file of at most ``MAX_INPUT_BYTES``;
-    ``what`` names it in the messages, with its article (e.g. "a checkpoint file", "an .npz file")."""
+def require_regular_file(path: str, what: str, limit: int | None = MAX_INPUT_BYTES) -> None:
+    """Raise :class:`InputError` unless ``path`` is an existing regular file of at most ``limit`` bytes (None:
+    any size, for a file that is memory-mapped rather than read); ``what`` names it in the messages, with its
+    article (e.g. "a checkpoint file", "an .npz file")."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -28,6 +30,32 @@ def require_regular_file(path: str, what: str) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise InputError(f"{path} is not a regular file (a pipe, socket or device); spikec reads {what} "
                          "from a regular file")
-    if info.st_size > MAX_INPUT_BYTES:
+    if limit is not None and info.st_size > limit:
         raise InputError(f"{path} is {info.st_size / 2**30:.1f} GiB; spikec reads at most "
-                         f"{MAX_INPUT_BYTES >> 30} GiB into memory")
+                         f"{limit >> 30} GiB into memory")
+
+
+def check_output_file(path: str) -> None:
+    """Raise :class:`InputError` unless ``path`` can be written as a file: its directory exists and is writable,
+    and it is not a directory itself. Checked before a long run, so the run is not wasted."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a directory; give the file to write")
+    if not os.path.isdir(parent):
+        raise InputError(f"cannot write {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"cannot write {path}: the directory {parent} is not writable")
+
+
+def write_file_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a temporary file beside it, renamed over it once
+    complete, so an interrupted write leaves the old file (or none), never a part."""
+    check_output_file(path)
+    handle, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(staging, path)
+    except BaseException:
+        os.unlink(staging)
+        raise

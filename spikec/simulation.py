@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import time
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,21 +22,16 @@ from spikec.budget import check_simulation_memory
 from spikec.errors import InputError
 from spikec.ir.ops import OpCategory, Phase, ops_with
 
-__all__ = ["SimulationPlan", "SimulationReport", "simulate", "batch_axis", "check_data_shape", "fidelity",
-           "AGREEMENT_FLOOR", "FORMAT_VERSION"]
+__all__ = ["SimulationPlan", "SimulationReport", "ShardResult", "run_shard", "merge_shards", "batch_axis",
+           "check_data_shape", "fidelity", "AGREEMENT_FLOOR", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 
 
 @dataclasses.dataclass
-class _Tally:
-    predictions: list[np.ndarray] = dataclasses.field(default_factory=list)
-    seconds: float = 0.0
-
-
-@dataclasses.dataclass
 class _LayerCounts:
-    """Identical spikes and spikes compared, per neuron layer, per backend pair."""
+    """Identical spikes and spikes compared, per neuron layer, per backend pair; sums, so the counts of shards
+    add up to those of the whole run."""
 
     modules: list[str] = dataclasses.field(default_factory=list)
     same: dict[str, list[int]] = dataclasses.field(default_factory=dict)
@@ -53,6 +49,13 @@ class _LayerCounts:
                 same[i] += int((sa == sb).sum())
                 total[i] += sa.size
 
+    def absorb(self, other: "_LayerCounts") -> None:
+        self.modules = self.modules or other.modules
+        for pair in other.same:
+            for mine, theirs in ((self.same, other.same), (self.total, other.total)):
+                counts = mine.setdefault(pair, [0] * len(theirs[pair]))
+                mine[pair] = [a + b for a, b in zip(counts, theirs[pair])]
+
     def rows(self) -> list[dict]:
         return [{"index": i, "module": module,
                  "agreement": {pair: self.same[pair][i] / self.total[pair][i] for pair in self.same}}
@@ -60,10 +63,67 @@ class _LayerCounts:
 
 
 @dataclasses.dataclass
+class _Clipping:
+    """How much of the input the compiled encoding clips: each ``quantize`` node computes
+    ``clip(floor(x * 2**exp + 0.5), lo, hi)`` (intsim's rule). Counts and extremes, so shards add up."""
+
+    exp: int
+    lo: int
+    hi: int
+    clipped: int = 0
+    values: int = 0
+    low: float = math.inf
+    high: float = -math.inf
+
+    @classmethod
+    def of(cls, graph) -> "_Clipping | None":
+        nodes = [n for n in graph.nodes if n.op == "quantize"]
+        return cls(**{k: nodes[0].attrs[k] for k in ("exp", "lo", "hi")}) if nodes else None
+
+    def add(self, x: np.ndarray) -> None:
+        if x.size == 0:
+            return
+        levels = np.floor(x.astype(np.float64) * 2.0 ** self.exp + 0.5)
+        self.clipped += int(np.count_nonzero((levels < self.lo) | (levels > self.hi)))
+        self.values += x.size
+        self.low, self.high = min(self.low, float(x.min())), max(self.high, float(x.max()))
+
+    def absorb(self, other: "_Clipping") -> None:
+        self.clipped += other.clipped
+        self.values += other.values
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+
+    def to_json(self) -> dict | None:
+        """The compiled range, the fraction of input values outside it and the data's extremes; None when
+        nothing was clipped."""
+        if not self.clipped:
+            return None
+        step = 2.0 ** self.exp
+        return {"range": [self.lo / step, self.hi / step], "clipped_fraction": self.clipped / self.values,
+                "min": self.low, "max": self.high}
+
+
+@dataclasses.dataclass
+class ShardResult:
+    """One shard's run (:mod:`spikec.engines`): per backend the predictions and logits of its samples, in order,
+    and the seconds spent; the spike agreement counts per neuron layer; the input clipping; the bit-exact
+    comparison of its samples (a :class:`~spikec.backends.lava.compare.BitExactWatch`) when one was asked for."""
+
+    start: int
+    predictions: dict[str, np.ndarray]
+    logits: dict[str, np.ndarray]
+    seconds: dict[str, float]
+    layers: _LayerCounts
+    clipping: _Clipping | None
+    bit_exact: object | None = None
+
+
+@dataclasses.dataclass
 class SimulationReport:
     """Accuracy, time and agreement per backend; ``bit_exact`` holds the lava/intsim comparison when one was
     asked for (:class:`spikec.backends.lava.compare.BitExactWatch`), ``input_clipping`` how much of the
-    data the compiled input range clipped (:func:`input_clipping`)."""
+    data the compiled input range clipped. ``predictions`` and ``logits`` hold every sample's, per backend, in
+    sample order."""
 
     model: str
     samples: int
@@ -74,6 +134,8 @@ class SimulationReport:
     bit_exact: object | None = None
     input_clipping: dict | None = None
     fidelity: dict | None = None
+    predictions: dict[str, np.ndarray] | None = None
+    logits: dict[str, np.ndarray] | None = None
 
     @property
     def exact(self) -> bool:
@@ -156,16 +218,9 @@ def batch_axis(layout: str) -> int:
     return 0 if layout == "B" else 1
 
 
-def _batches(x: np.ndarray, batch_size: int, axis: int) -> Iterable[tuple[int, np.ndarray]]:
-    for start in range(0, x.shape[axis], batch_size):
-        index = [slice(None)] * x.ndim
-        index[axis] = slice(start, start + batch_size)
-        yield start, np.ascontiguousarray(x[tuple(index)])
-
-
-def check_data_shape(x: np.ndarray, input_shape: tuple[int, ...], layout: str, what: str) -> None:
-    """Raise unless ``x`` stacks samples of ``input_shape`` (the model's input, batch 1) along the batch axis
-    of ``layout``."""
+def check_data_shape(x, input_shape: tuple[int, ...], layout: str, what: str) -> None:
+    """Raise unless ``x`` (an array or a :class:`~spikec.datasets.Dataset`) stacks samples of ``input_shape``
+    (the model's input, batch 1) along the batch axis of ``layout``."""
     axis = batch_axis(layout)
     want = list(input_shape)
     got = list(x.shape)
@@ -179,54 +234,90 @@ def check_data_shape(x: np.ndarray, input_shape: tuple[int, ...], layout: str, w
                      f"batch axis of input layout {layout}){hint}")
 
 
-def simulate(name: str, x: np.ndarray, y: np.ndarray | None, runners: dict[str, Callable],
-             batch_size: int = 64, progress: Callable | None = None, layout: str = "B",
-             spikes_of: dict[str, Callable] | None = None) -> SimulationReport:
-    """Run every runner on ``x`` in batches along the batch axis of ``layout``. A runner maps a float batch
-    to ``(logits, layer_spikes)`` where ``layer_spikes`` is a list of neuron-layer spike arrays, or None
-    when it has none. ``spikes_of``: runners run for their layer spikes only (compared, not reported as a
-    backend)."""
-    axis = batch_axis(layout)
-    if x.ndim <= axis or x.shape[axis] == 0:
-        raise InputError("the data set is empty")
-    tallies = {name: _Tally() for name in runners}
+def run_shard(runners: dict[str, Callable], data, shard, batch_size: int, *,
+              spikes_of: dict[str, Callable] | None = None, watch=None, clipping: "_Clipping | None" = None,
+              progress: Callable | None = None) -> ShardResult:
+    """Run every runner on the samples of ``shard`` (a :class:`~spikec.engines.Shard`) of ``data`` (a
+    :class:`~spikec.datasets.Dataset`), batch by batch from its start. A runner maps a float batch to
+    ``(logits, layer_spikes)``, ``layer_spikes`` a list of neuron-layer spike arrays or None. ``spikes_of``:
+    runners run for their layer spikes only (compared, not reported as a backend); ``watch``: a bit-exact
+    comparison starting at the shard's first sample (its runners wrapped already); ``clipping``: the input
+    clipping to count; ``progress(n)`` after each batch of ``n`` samples."""
+    predictions = {name: [] for name in runners}
+    logits = {name: [] for name in runners}
+    seconds = dict.fromkeys(runners, 0.0)
     layers = _LayerCounts()
-    batches = list(_batches(x, batch_size, axis))
-    steps = progress(batches) if progress else batches
-    for _, batch in steps:
+    for start in range(shard.start, shard.stop, batch_size):
+        batch = data.read(start, min(start + batch_size, shard.stop))
+        if clipping is not None:
+            clipping.add(batch)
         layer_spikes = {}
         for backend, run in runners.items():
-            start = time.perf_counter()
-            logits, spikes = run(batch)
-            tallies[backend].seconds += time.perf_counter() - start
-            tallies[backend].predictions.append(np.asarray(logits).argmax(axis=-1))
+            began = time.perf_counter()
+            out, spikes = run(batch)
+            seconds[backend] += time.perf_counter() - began
+            out = np.asarray(out)
+            logits[backend].append(out)
+            predictions[backend].append(out.argmax(axis=-1))
             if spikes is not None:
                 layer_spikes[backend] = spikes
         reference = {backend: run(batch)[1] for backend, run in (spikes_of or {}).items()}
         layers.add({**reference, **layer_spikes})   # the reference first: its pairs read "float/intsim"
-    predictions = {k: np.concatenate(t.predictions) for k, t in tallies.items()}
-    accuracy = {k: (None if y is None else float((p == y).mean())) for k, p in predictions.items()}
+        if progress is not None:
+            progress(batch.shape[data.axis])
+    return ShardResult(shard.start, {k: np.concatenate(v) for k, v in predictions.items()},
+                       {k: np.concatenate(v) for k, v in logits.items()}, seconds, layers, clipping, watch)
+
+
+def merge_shards(name: str, results: list[ShardResult], labels: np.ndarray | None) -> SimulationReport:
+    """The report of a whole run from the results of its shards, in sample order: predictions and logits
+    concatenated, seconds and counts summed, the first divergence of the earliest shard that has one."""
+    results = sorted(results, key=lambda r: r.start)
+    backends = list(results[0].predictions)
+    predictions = {k: np.concatenate([r.predictions[k] for r in results]) for k in backends}
+    layers, clipping = _LayerCounts(), results[0].clipping
+    for result in results:
+        layers.absorb(result.layers)
+        if clipping is not None and result is not results[0]:
+            clipping.absorb(result.clipping)
+    accuracy = {k: (None if labels is None else float((p == labels).mean())) for k, p in predictions.items()}
     agreement = {f"{a}/{b}": float((predictions[a] == predictions[b]).mean())
-                 for a, b in itertools.combinations(runners, 2)}
-    return SimulationReport(name, x.shape[axis], accuracy, {k: t.seconds for k, t in tallies.items()}, agreement,
-                            layers.rows())
+                 for a, b in itertools.combinations(backends, 2)}
+    report = SimulationReport(name, len(predictions[backends[0]]), accuracy,
+                              {k: sum(r.seconds[k] for r in results) for k in backends}, agreement, layers.rows(),
+                              input_clipping=clipping.to_json() if clipping is not None else None,
+                              predictions=predictions,
+                              logits={k: np.concatenate([r.logits[k] for r in results]) for k in backends})
+    if results[0].bit_exact is not None:
+        from spikec.backends.lava.compare import BitExactWatch
+
+        report.bit_exact = BitExactWatch.merged([r.bit_exact for r in results])
+    return report
 
 
-def input_clipping(graph, x: np.ndarray) -> dict | None:
-    """How much of ``x`` the compiled input encoding clips: each ``quantize`` node computes
-    ``clip(floor(x * 2**exp + 0.5), lo, hi)`` (intsim's rule); returns the compiled range, the fraction of
-    input values outside it and the data's extremes, or None when nothing is clipped."""
-    nodes = [n for n in graph.nodes if n.op == "quantize"]
-    if not nodes or x.size == 0:
-        return None
-    a = nodes[0].attrs
-    levels = np.floor(x.astype(np.float64) * 2.0 ** a["exp"] + 0.5)
-    clipped = int(np.count_nonzero((levels < a["lo"]) | (levels > a["hi"])))
-    if not clipped:
-        return None
-    step = 2.0 ** a["exp"]
-    return {"range": [a["lo"] / step, a["hi"] / step], "clipped_fraction": clipped / x.size,
-            "min": float(x.min()), "max": float(x.max())}
+@dataclasses.dataclass(frozen=True)
+class _SimulationTask:
+    """One shard of a simulation, in a worker (:func:`spikec.engines.map_shards`): the plan rebuilt from its
+    recipe once per worker, then :meth:`SimulationPlan.run_shard`."""
+
+    token: str              # one run: its workers build the plan once, and anew for the next run
+    recipe: tuple
+    data: object
+    backends: tuple[str, ...]
+    compare: str | None
+    batch_size: int
+    lava_models: str
+
+    def __call__(self, shard) -> ShardResult:
+        from spikec.engines import worker_state
+
+        def build():
+            model, options = self.recipe
+            plan = SimulationPlan.of(model, None, **options)
+            return plan, plan.runners(list(self.backends), self.lava_models)
+
+        plan, runners = worker_state(self.token, build)
+        return plan.run_shard(runners, self.data, shard, list(self.backends), self.compare, self.batch_size)
 
 
 @dataclasses.dataclass
@@ -244,11 +335,14 @@ class SimulationPlan:
     layout: str
     module: torch.nn.Module | None = None
     float_graph: object | None = None
+    recipe: tuple | None = None     # (model, options): what SimulationPlan.of rebuilds this plan from
 
     @classmethod
-    def of(cls, model, x, *, compiled=None, input_layout: str = "B", **compile_options) -> "SimulationPlan":
+    def of(cls, model, x=None, *, compiled=None, input_layout: str = "B", **compile_options) -> "SimulationPlan":
         """``model``: a compiled artifact (directory, Artifact or CompiledModel), a ModelSource, a checkpoint
-        path, or an ``nn.Module`` (compiled on the first sample of ``x`` unless ``compiled`` is given)."""
+        path, or an ``nn.Module`` (compiled on the first sample of ``x`` unless ``compiled`` is given). ``x``:
+        the data (an array or a :class:`~spikec.datasets.Dataset`); a model is calibrated on its first samples
+        unless ``compile_options`` hold a ``calibrate``."""
         import os
 
         from spikec.compiler import Artifact, CompiledModel, load_artifact
@@ -256,25 +350,27 @@ class SimulationPlan:
 
         if isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
-            model = load_artifact(path) if os.path.isdir(path) else ModelSource(checkpoint=path)
+            if os.path.isdir(path):
+                return dataclasses.replace(cls.of(load_artifact(path)), recipe=(path, {}))
+            model = ModelSource(checkpoint=path)
         if isinstance(model, (Artifact, CompiledModel)):
-            return cls(model.name, model, model.input_shape, model.input_layout)
+            return cls(model.name, model, model.input_shape, model.input_layout, recipe=(model, {}))
         if isinstance(model, ModelSource):
             from spikec.api import Calibrate, compile_source
 
-            # calibrated on the data it is simulated on, unless the caller says otherwise
-            compile_options.setdefault("calibrate", Calibrate(data=np.asarray(x)))
+            if "calibrate" not in compile_options:   # calibrated on the data it is simulated on
+                compile_options["calibrate"] = Calibrate(data=_first(x, Calibrate.samples, model.input_layout))
             loaded, compiled = compile_source(model, **compile_options)
             return cls(loaded.name, compiled, loaded.input_shape, loaded.input_layout, loaded.module,
-                       compiled.float_graph)
+                       compiled.float_graph, (model, compile_options))
         if isinstance(model, torch.nn.Module):
             if compiled is None:
                 from spikec.api import compile as compile_module
 
-                first = next(_batches(np.ascontiguousarray(x, dtype=np.float32), 1, batch_axis(input_layout)))[1]
-                compiled = compile_module(model, torch.from_numpy(first), input_layout=input_layout,
-                                          **compile_options)
-            return cls(compiled.name, compiled, compiled.input_shape, input_layout, model, compiled.float_graph)
+                compiled = compile_module(model, torch.from_numpy(_first(x, 1, input_layout)),
+                                          input_layout=input_layout, **compile_options)
+            return cls(compiled.name, compiled, compiled.input_shape, input_layout, model, compiled.float_graph,
+                       (model, {"compiled": compiled, "input_layout": input_layout}))
         raise InputError(f"cannot simulate a {type(model).__name__}: pass an nn.Module, a ModelSource, or a "
                          "compiled artifact")
 
@@ -328,26 +424,69 @@ class SimulationPlan:
         return {name: BACKENDS[name].make_runner(self, lava_models) for name in chosen}
 
     def run(self, x, y=None, *, backends=None, compare: str | None = None, batch_size: int = 64,
-            lava_models: str = "spikec", progress: Callable | None = None) -> "SimulationReport":
+            lava_models: str = "spikec", progress: Callable | None = None, engine=None) -> "SimulationReport":
+        """Run the backends on ``x`` (an array, labels ``y``, or a :class:`~spikec.datasets.Dataset` with its
+        labels) on ``engine`` (a :class:`~spikec.engines.Engine`; default: this process). ``progress(done,
+        total)`` is called as samples finish."""
+        from spikec.datasets import ArrayDataset
+        from spikec.engines import Engine, counting, map_shards, shards_of
+
+        engine = engine or Engine()
         chosen = self.choose(backends, compare)
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        check_data_shape(x, self.input_shape, self.layout, self.name)
-        check_simulation_memory(self.compiled.graph, min(batch_size, x.shape[batch_axis(self.layout)]))
-        runners = self.runners(chosen, lava_models)
+        data = x if hasattr(x, "read") else ArrayDataset(np.asarray(x), None if y is None else np.asarray(y),
+                                                         self.layout)
+        if len(data.shape) <= data.axis or len(data) == 0:
+            raise InputError("the data set is empty")
+        check_data_shape(data, self.input_shape, self.layout, self.name)
+        check_simulation_memory(self.compiled.graph, min(batch_size, len(data)))
+        advance = counting(progress, len(data))
+        if engine.in_process:
+            runners = self.runners(chosen, lava_models)
+            shard = shards_of(len(data), len(data), 1)[0]
+            results = [self.run_shard(runners, data, shard, chosen, compare, batch_size, advance)]
+        else:
+            if self.recipe is None:
+                raise InputError(f"{self.name} cannot be sent to workers: build the plan with SimulationPlan.of")
+            import uuid
+
+            task = _SimulationTask(uuid.uuid4().hex, self.recipe, data, tuple(chosen), compare, batch_size,
+                                   lava_models)
+            shards = shards_of(len(data), batch_size, engine.workers)
+            results = map_shards(task, shards, engine,
+                                 None if advance is None else lambda shard: advance(shard.stop - shard.start))
+        report = merge_shards(self.name, results, data.labels)
+        report.fidelity = fidelity(self.compiled, report.layers) if "intsim" in chosen else None
+        return report
+
+    def run_shard(self, runners: dict[str, Callable], data, shard, chosen: list[str], compare: str | None,
+                  batch_size: int, progress: Callable | None = None) -> ShardResult:
+        """One shard of :meth:`run` with ``runners`` (:meth:`runners` of ``chosen``): with ``compare``, lava is
+        checked against the reference from the shard's first sample; with torch and intsim but no float, the
+        float interpreter (the traced module, exactly) gives intsim's spike reference, as torch has none."""
         watch = None
         if compare is not None:
             from spikec.backends.lava.compare import BitExactWatch
 
-            watch = BitExactWatch(compare, "lava")
+            watch = BitExactWatch(compare, "lava", offset=shard.start)
             runners = {b: watch.wrap(b, r) if b in (compare, "lava") else r for b, r in runners.items()}
-        # torch has no layer spikes: the float interpreter (the traced module, exactly) gives intsim's reference
         reference = {"float": float_runner(self.float_graph)} if "intsim" in chosen and "float" not in chosen \
             and "torch" in chosen and self.float_graph is not None else None
-        report = simulate(self.name, x, y, runners, batch_size, progress, self.layout, reference)
-        report.bit_exact = watch
-        report.input_clipping = input_clipping(self.compiled.graph, x)
-        report.fidelity = fidelity(self.compiled, report.layers) if "intsim" in chosen else None
-        return report
+        return run_shard(runners, data, shard, batch_size, spikes_of=reference, watch=watch,
+                         clipping=_Clipping.of(self.compiled.graph), progress=progress)
+
+
+def _first(x, count: int, layout: str) -> np.ndarray | None:
+    """The first ``count`` samples of ``x`` (an array or a Dataset), float32; None without data."""
+    if x is None:
+        return None
+    if hasattr(x, "read"):
+        return x.read(0, count)
+    x = np.asarray(x)
+    axis = batch_axis(layout)
+    if x.ndim <= axis:
+        raise InputError(f"the data's x has shape {list(x.shape)}: it needs a batch axis {axis} (input layout "
+                         f"{layout})")
+    return np.ascontiguousarray(np.take(x, np.arange(min(count, x.shape[axis])), axis=axis), dtype=np.float32)
 
 
 def lava_runner(graph, scale: float, lava_models: str = "spikec", process_graph=None) -> Callable:

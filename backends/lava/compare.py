@@ -54,15 +54,27 @@ class Divergence:
 
 
 class BitExactWatch:
-    """Compare a candidate backend with a reference one, batch by batch."""
+    """Compare a candidate backend with a reference one, batch by batch; ``offset`` is the index of the first
+    sample compared (a shard's start, :mod:`spikec.engines`)."""
 
-    def __init__(self, reference: str, candidate: str):
+    def __init__(self, reference: str, candidate: str, offset: int = 0):
         self.reference, self.candidate = reference, candidate
         self.exact = True
         self.first: Divergence | None = None
         self.logits_differ = 0
         self._pending: dict[str, tuple] = {}
-        self._offset = 0
+        self._offset = offset
+
+    @classmethod
+    def merged(cls, watches: list["BitExactWatch"]) -> "BitExactWatch":
+        """One comparison of the samples of ``watches`` (consecutive runs, in sample order): exact when each is,
+        the first divergence the earliest run's, the differing logits summed."""
+        whole = cls(watches[0].reference, watches[0].candidate, watches[0]._offset)
+        for watch in watches:
+            whole.exact &= watch.exact
+            whole.first = whole.first or watch.first
+            whole.logits_differ += watch.logits_differ
+        return whole
 
     @property
     def pair(self) -> str:

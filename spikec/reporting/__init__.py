@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from spikec.engines import Engine
 from spikec.errors import InputError
 from spikec.reporting.build import BACKENDS, FORMAT_VERSION, Subject, make_report, measure, subject_of
 from spikec.reporting.models import MODEL_NAMES, MODELS
@@ -24,21 +25,19 @@ __all__ = ["report", "ReportOptions", "load_report_data", "FORMATS", "BACKENDS",
 FORMATS = ("text", "json", "markdown")
 
 
-def load_report_data(data, layout: str, limit: int | None = None) -> tuple[np.ndarray, str]:
-    """``--data`` (:func:`spikec.datasets.load_data`) or an array of inputs; returns the inputs and the
-    data's name for the provenance."""
-    from spikec.datasets import load_data
+def load_report_data(data, layout: str, limit: int | None = None):
+    """``--data`` (:func:`spikec.datasets.open_data`) or an array of inputs; returns the data set (a
+    :class:`~spikec.datasets.Dataset`) and its name for the provenance."""
+    from spikec.datasets import ArrayDataset, open_data
     from spikec.simulation import batch_axis
 
     if isinstance(data, str):
-        return load_data(data, layout, limit)[0], data
+        return open_data(data, layout, limit), data
     x, axis = np.asarray(data), batch_axis(layout)
     if x.ndim <= axis:
         raise InputError(f"the data's x has shape {list(x.shape)}: it needs a batch axis {axis} "
                          f"(input layout {layout})")
-    if limit is not None:
-        x = np.take(x, np.arange(min(limit, x.shape[axis])), axis=axis)
-    return x, "array"
+    return ArrayDataset(x, None, layout, limit), "array"
 
 
 def _raster_of(subject: Subject, module: str | None, sample: int) -> tuple[str, int] | None:
@@ -59,7 +58,7 @@ class ReportOptions:
     """How to measure and what to write. ``fmt``: also write report.txt (text) or report.md (markdown,
     embedding the PNGs); ``backend``: intsim or float; ``limit``: the first N samples; ``sew_as_ac``: charge
     weight ops on graded input as accumulates; ``raster``: the neuron group (module path) of the spike
-    raster, for sample ``raster_sample``."""
+    raster, for sample ``raster_sample``; ``engine``: where the samples run (:class:`spikec.engines.Engine`)."""
 
     fmt: str = "json"
     backend: str = "intsim"
@@ -68,6 +67,7 @@ class ReportOptions:
     raster: str | None = None
     raster_sample: int = 0
     batch_size: int = 64
+    engine: Engine = Engine()
 
 
 def report(model, data, out_dir: str, options: ReportOptions = ReportOptions(), progress=None,
@@ -76,7 +76,7 @@ def report(model, data, out_dir: str, options: ReportOptions = ReportOptions(), 
 
     ``model``: an artifact directory, a checkpoint path, a :class:`~spikec.frontends.torch.ModelSource`, or
     a compiled model. ``data``: ``"digits"``, a ``.npz`` path, or an array of inputs stacked along the batch
-    axis. ``progress`` wraps the batches (e.g. a progress bar). ``compile_options``: those of
+    axis. ``progress(done, total)`` is called as samples finish. ``compile_options``: those of
     :func:`spikec.compile`, when a model is compiled here."""
     if options.fmt not in FORMATS:
         raise InputError(f"unknown format {options.fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -84,7 +84,7 @@ def report(model, data, out_dir: str, options: ReportOptions = ReportOptions(), 
     subject = subject_of(model, options.backend, **(compile_options or {}))
     x, name = load_report_data(data, subject.layout, options.limit)
     raster_of = _raster_of(subject, options.raster, options.raster_sample)
-    activity = measure(subject, x, options.batch_size, raster_of, progress)
+    activity = measure(subject, x, options.batch_size, raster_of, progress, options.engine)
     result = make_report(subject, activity, name, options.sew_as_ac)
     write_outputs(result, out_dir, options.fmt, activity.raster, raster_of)
     return result

@@ -20,9 +20,9 @@ from spikec.ir import Graph, print_graph, weight_table
 from spikec.reporting.counts import Activity
 from spikec.reporting.models import (LOIHI_TIMES, MODEL_NAMES, MODELS, STATE_BYTES, charge, charged_as_mac,
                                      weight_bytes)
-from spikec.simulation import batch_axis, check_data_shape
+from spikec.simulation import check_data_shape
 
-__all__ = ["Subject", "subject_of", "measure", "make_report", "FORMAT_VERSION", "BACKENDS"]
+__all__ = ["Subject", "subject_of", "measure", "measure_shard", "make_report", "FORMAT_VERSION", "BACKENDS"]
 
 FORMAT_VERSION = 1
 BACKENDS = ("intsim", "float")
@@ -37,6 +37,7 @@ class Subject:
     layout: str
     quantization_error: list[dict]
     resources: dict | None
+    recipe: tuple | None = None     # (model, backend, compile options): what subject_of rebuilds it from
 
 
 def _errors(layers) -> list[dict]:
@@ -55,7 +56,30 @@ def subject_of(model, backend: str = "intsim", **compile_options) -> Subject:
         raise InputError(f"unknown report backend {backend!r}; choose {' or '.join(BACKENDS)}")
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
-        model = load_artifact(path) if os.path.isdir(path) else ModelSource(checkpoint=path)
+        if os.path.isdir(path):
+            return dataclasses.replace(subject_of(load_artifact(path), backend), recipe=(path, backend, {}))
+        model = ModelSource(checkpoint=path)
+    if isinstance(model, (Artifact, CompiledModel)):
+        return dataclasses.replace(_compiled_subject(model, backend), recipe=(model, backend, {}))
+    if not isinstance(model, ModelSource):
+        raise InputError(f"cannot report on a {type(model).__name__}: pass an artifact directory, a checkpoint, "
+                         "a ModelSource or a compiled model")
+    recipe = (model, backend, compile_options)
+    if backend == "float":
+        from spikec.frontends.torch import trace_source
+
+        loaded, traced = trace_source(model)
+        return Subject(loaded.name, backend, traced.graph, loaded.input_shape, loaded.input_layout, [], None, recipe)
+    from spikec.api import compile_source
+
+    _, compiled = compile_source(model, **compile_options)
+    return dataclasses.replace(_compiled_subject(compiled, backend), recipe=recipe)
+
+
+def _compiled_subject(model, backend: str) -> Subject:
+    """The subject of an Artifact or a CompiledModel (only the latter keeps the float graph)."""
+    from spikec.compiler import Artifact
+
     if isinstance(model, Artifact):
         if backend == "float":
             raise InputError(f"{model.name} is a compiled artifact: the float backend needs the model itself "
@@ -63,24 +87,11 @@ def subject_of(model, backend: str = "intsim", **compile_options) -> Subject:
         return Subject(model.name, backend, model.graph, model.input_shape, model.input_layout,
                        _errors(model.manifest["quantization"]["layers"]),
                        model.manifest.get("lava", {}).get("resources"))
-    if isinstance(model, CompiledModel):
-        if backend == "float":
-            return Subject(model.name, backend, model.float_graph, model.input_shape, model.input_layout, [], None)
-        resources = getattr(model.lowered, "resources", None)
-        return Subject(model.name, backend, model.graph, model.input_shape, model.input_layout,
-                       _errors(dataclasses.asdict(layer) for layer in model.quantization.layers), resources)
-    if not isinstance(model, ModelSource):
-        raise InputError(f"cannot report on a {type(model).__name__}: pass an artifact directory, a checkpoint, "
-                         "a ModelSource or a compiled model")
     if backend == "float":
-        from spikec.frontends.torch import trace_source
-
-        loaded, traced = trace_source(model)
-        return Subject(loaded.name, backend, traced.graph, loaded.input_shape, loaded.input_layout, [], None)
-    from spikec.api import compile_source
-
-    _, compiled = compile_source(model, **compile_options)
-    return subject_of(compiled, backend)
+        return Subject(model.name, backend, model.float_graph, model.input_shape, model.input_layout, [], None)
+    resources = getattr(model.lowered, "resources", None)
+    return Subject(model.name, backend, model.graph, model.input_shape, model.input_layout,
+                   _errors(dataclasses.asdict(layer) for layer in model.quantization.layers), resources)
 
 
 def _numpy(value) -> np.ndarray:
@@ -93,25 +104,68 @@ def _bound(graph: Graph, batch: np.ndarray) -> dict:
     return {node: batch[None] if node.attrs["layout"] == "B" else batch for node in graph.input_nodes}
 
 
-def measure(subject: Subject, x: np.ndarray, batch_size: int = 64, raster: tuple[str, int] | None = None,
-            progress=None) -> Activity:
-    """Run every sample of ``x`` (stacked along the batch axis of the subject's layout) and count."""
+def measure(subject: Subject, x, batch_size: int = 64, raster: tuple[str, int] | None = None,
+            progress=None, engine=None) -> Activity:
+    """Run every sample of ``x`` (an array stacked along the batch axis of the subject's layout, or a
+    :class:`~spikec.datasets.Dataset`) and count, on ``engine`` (a :class:`~spikec.engines.Engine`; default:
+    this process). ``progress(done, total)`` is called as samples finish."""
+    from spikec.datasets import ArrayDataset
+    from spikec.engines import Engine, counting, map_shards, shards_of
+
     if len(subject.graph.input_nodes) != 1:
         raise InputError(f"report needs a model with one input, {subject.name} has {len(subject.graph.input_nodes)}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    check_data_shape(x, subject.input_shape, subject.layout, subject.name)
-    axis = batch_axis(subject.layout)
-    if x.shape[axis] == 0:
+    data = x if hasattr(x, "read") else ArrayDataset(np.asarray(x), None, subject.layout)
+    check_data_shape(data, subject.input_shape, subject.layout, subject.name)
+    if len(data) == 0:
         raise InputError("the data set is empty")
+    if raster is not None and raster[1] >= len(data):
+        raise InputError(f"--raster-sample {raster[1]} is past the last of the {len(data)} samples")
+    engine, advance = engine or Engine(), counting(progress, len(data))
     activity = Activity(subject.graph, raster)
-    if raster is not None and raster[1] >= x.shape[axis]:
-        raise InputError(f"--raster-sample {raster[1]} is past the last of the {x.shape[axis]} samples")
-    starts = range(0, x.shape[axis], batch_size)
-    for start in (progress(starts) if progress else starts):
-        batch = np.take(x, np.arange(start, min(start + batch_size, x.shape[axis])), axis=axis)
-        values = _run(subject, batch)
-        activity.add(values, _bound(subject.graph, batch), batch.shape[axis])
+    if engine.in_process:
+        tallies = [measure_shard(subject, data, shards_of(len(data), len(data), 1)[0], batch_size, raster, advance)]
+    else:
+        if subject.recipe is None:
+            raise InputError(f"{subject.name} cannot be sent to workers: build the subject with subject_of")
+        import uuid
+
+        task = _ReportTask(uuid.uuid4().hex, subject.recipe, data, batch_size, raster)
+        tallies = map_shards(task, shards_of(len(data), batch_size, engine.workers), engine,
+                             None if advance is None else lambda shard: advance(shard.stop - shard.start))
+    for tally in tallies:
+        activity.absorb(tally)
     return activity
+
+
+def measure_shard(subject: Subject, data, shard, batch_size: int, raster: tuple[str, int] | None,
+                  progress=None) -> tuple:
+    """The counts (:meth:`Activity.tally`) of the samples of ``shard`` of ``data``, batch by batch."""
+    activity = Activity(subject.graph, raster, shard.start)
+    for start in range(shard.start, shard.stop, batch_size):
+        batch = data.read(start, min(start + batch_size, shard.stop))
+        activity.add(_run(subject, batch), _bound(subject.graph, batch), batch.shape[data.axis])
+        if progress is not None:
+            progress(batch.shape[data.axis])
+    return activity.tally()
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReportTask:
+    """One shard of a report's measurement, in a worker (:func:`spikec.engines.map_shards`): the subject
+    rebuilt from its recipe once per worker."""
+
+    token: str
+    recipe: tuple
+    data: object
+    batch_size: int
+    raster: tuple[str, int] | None
+
+    def __call__(self, shard) -> tuple:
+        from spikec.engines import worker_state
+
+        model, backend, options = self.recipe
+        subject = worker_state(self.token, lambda: subject_of(model, backend, **options))
+        return measure_shard(subject, self.data, shard, self.batch_size, self.raster)
 
 
 def _run(subject: Subject, batch: np.ndarray) -> dict:

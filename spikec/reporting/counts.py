@@ -34,20 +34,27 @@ _PRODUCT_KINDS = {"matmul": "product", "mul": "product", "and_not": "product", "
 
 @dataclasses.dataclass
 class Site:
-    """One counted op: ``events[t]`` are the synaptic events (sops) of step ``t`` summed over samples."""
+    """One counted op: ``counts[t]`` are the nonzero inputs (weight ops), operand pairs (matmul) or outputs of
+    step ``t`` summed over samples, integers, so that runs over parts of the data add up exactly; ``events``
+    are the synaptic events (sops), ``counts x scale``."""
 
     node: Node
     kind: str               # weight, product, reduction
     domain: str             # spike, analog (the encoding layer), graded (SEW sums, counts, means)
     flops: int              # dense operations of one step of one sample
-    events: np.ndarray      # float64[T]
+    counts: np.ndarray      # int64[T]
+    scale: float = 1.0      # events per count: a weight op's fan-out, flops / input elements of one sample
+
+    @property
+    def events(self) -> np.ndarray:
+        return self.counts * self.scale
 
 
 @dataclasses.dataclass
 class NeuronSite:
     node: Node
     neurons: int
-    spikes: np.ndarray      # float64[T], summed over samples
+    spikes: np.ndarray      # int64[T], summed over samples
     feeding: tuple[Node, ...]   # the weight ops whose messages this neuron group integrates
 
 
@@ -111,46 +118,53 @@ def counted_sites(graph: Graph) -> tuple[list[Site], list[NeuronSite]]:
         category = op_traits(node.op).category
         T = node.inputs[0].type.time if node.inputs else 0
         if category is OpCategory.WEIGHT:
-            sites.append(Site(node, "weight", input_domain(node.inputs[0], memo), _weight_flops(node), np.zeros(T)))
+            flops = _weight_flops(node)
+            sites.append(Site(node, "weight", input_domain(node.inputs[0], memo), flops, _zeros(T),
+                              flops / math.prod(node.inputs[0].type.shape[2:])))
         elif node.op in _PRODUCT_KINDS:
             domain = "spike" if all(spike_valued(v) for v in node.inputs) else "graded"
-            sites.append(Site(node, _PRODUCT_KINDS[node.op], domain, _flops(node), np.zeros(T)))
+            sites.append(Site(node, _PRODUCT_KINDS[node.op], domain, _flops(node), _zeros(T)))
         elif category is OpCategory.NEURON:
-            neurons.append(NeuronSite(node, math.prod(node.output.type.shape[2:]), np.zeros(T),
+            neurons.append(NeuronSite(node, math.prod(node.output.type.shape[2:]), _zeros(T),
                                       tuple(_feeding(node.inputs[0], set()))))
     return sites, neurons
 
 
+def _zeros(steps: int) -> np.ndarray:
+    return np.zeros(steps, dtype=np.int64)
+
+
 def _per_step(mask: np.ndarray) -> np.ndarray:
-    return np.count_nonzero(mask.reshape(mask.shape[0], -1), axis=1).astype(np.float64)
+    return np.count_nonzero(mask.reshape(mask.shape[0], -1), axis=1).astype(np.int64)
 
 
-def _events(site: Site, args: list[np.ndarray], out: np.ndarray) -> np.ndarray:
-    """Synaptic events of one batch, per step, summed over its samples."""
+def _counts(site: Site, args: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+    """What one batch adds to ``site.counts``, per step, summed over its samples."""
     op = site.node.op
     if site.kind == "weight":
-        x = args[0]
-        per_sample = math.prod(x.shape[2:])
-        return _per_step(x != 0) / per_sample * site.flops
+        return _per_step(args[0] != 0)
     if op == "matmul":
         a, b = args
-        pairs = (a != 0).sum(axis=-2) * (b != 0).sum(axis=-1)     # [..., k], leading axes broadcast
-        return pairs.reshape(pairs.shape[0], -1).sum(axis=1).astype(np.float64)
+        pairs = (a != 0).sum(axis=-2, dtype=np.int64) * (b != 0).sum(axis=-1, dtype=np.int64)  # leading axes broadcast
+        return pairs.reshape(pairs.shape[0], -1).sum(axis=1)
     if op == "sum":
         return _per_step(args[0] != 0)
     return _per_step(out != 0)
 
 
 class Activity:
-    """Counts of a graph's runs, accumulated batch by batch (:meth:`add`); optionally the spikes of one
-    neuron group for one sample (``raster``: its module path and the sample's index in the data)."""
+    """Counts of a graph's runs, accumulated batch by batch (:meth:`add`) and over runs on parts of the data
+    (:meth:`absorb` of another's :meth:`tally`); optionally the spikes of one neuron group for one sample
+    (``raster``: its module path and the sample's index in the data; ``first`` the index of the first sample
+    this one counts)."""
 
-    def __init__(self, graph: Graph, raster: tuple[str, int] | None = None):
+    def __init__(self, graph: Graph, raster: tuple[str, int] | None = None, first: int = 0):
         self.graph = graph
         self.sites, self.neuron_sites = counted_sites(graph)
         self.samples = 0
         self.raster_module, self.raster_sample = raster if raster else (None, None)
         self.raster: np.ndarray | None = None
+        self.first = first
 
     def add(self, values: dict, bound_inputs: dict, batch: int) -> None:
         """One run: ``values`` maps every non-input node to its output (numpy arrays), ``bound_inputs``
@@ -159,11 +173,26 @@ class Activity:
             return bound_inputs[v.producer] if v.producer.op == "input" else values[v.producer]
 
         for site in self.sites:
-            site.events += _events(site, [value_of(v) for v in site.node.inputs], values[site.node])
+            site.counts += _counts(site, [value_of(v) for v in site.node.inputs], values[site.node])
         for group in self.neuron_sites:
             spikes = values[group.node]
-            group.spikes += spikes.reshape(spikes.shape[0], -1).sum(axis=1, dtype=np.float64)
-            local = None if self.raster_sample is None else self.raster_sample - self.samples
+            group.spikes += np.count_nonzero(spikes.reshape(spikes.shape[0], -1), axis=1)
+            local = None if self.raster_sample is None else self.raster_sample - self.first - self.samples
             if group.node.module == self.raster_module and self.raster is None and 0 <= local < batch:
                 self.raster = spikes[:, local].reshape(spikes.shape[0], -1).astype(np.int8)
         self.samples += batch
+
+    def tally(self) -> tuple:
+        """The counts alone (no graph): what a worker sends back for :meth:`absorb`."""
+        return ([site.counts for site in self.sites], [group.spikes for group in self.neuron_sites], self.samples,
+                self.raster)
+
+    def absorb(self, tally: tuple) -> None:
+        """Add the counts of another run of the same graph (:meth:`tally`)."""
+        counts, spikes, samples, raster = tally
+        for site, more in zip(self.sites, counts, strict=True):
+            site.counts += more
+        for group, more in zip(self.neuron_sites, spikes, strict=True):
+            group.spikes += more
+        self.samples += samples
+        self.raster = self.raster if self.raster is not None else raster
