@@ -59,7 +59,7 @@ FEATURES = (
     "bn_strong_bias",
     "head_mean", "head_lif", "head_hidden",
 )
-"""What the blocks put in a model, named; a test requires the fixed seeds to cover every one."""
+"""What the blocks put in a model, named; a test requires the quick seeds (run by `make test`) to cover every one."""
 
 MAX_ATTEMPTS = 24
 _ARCH_EVERY = 6  # attempts per architecture before a fresh one is drawn

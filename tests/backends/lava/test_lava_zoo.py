@@ -2,8 +2,8 @@
 digits models (docs/design.md, §5: intsim and Lava agree spike for spike on every layer, always).
 
 ``make test`` runs one case of each contract (an SDT family, Spikformer's spike matmuls on chip and embedded, a
-trained digits model, Lava's own models); the other families and placements run in the slow tier, since the
-random-graph tests cover every op they map.
+trained digits model); the other families and placements and Lava's own models run in the slow tier, since the
+random-graph tests cover every op they map and the oracle tests compare spikec's models with Lava's own.
 
 Each run streams the batch through Lava's fixed_pt models (spikec's vectorised Conv/Sparse models) in a forked
 child under a timeout; ``test_lava_own_models_*`` runs Lava's own models. Families: MS residual
@@ -76,6 +76,7 @@ def test_trained_digits_model_runs_bit_exact_on_lava(arch, attention):
     assert_bit_exact(graph, x, run_lava(graph, [x], pg, timeout=LAVA_TIMEOUT_S))
 
 
+@pytest.mark.slow
 def test_lava_own_models_give_the_same_spikes():
     """The switch to Lava's own Conv/Sparse/DelaySparse/DelayDense models: still bit-exact with intsim (so
     spikec's fast models and Lava's agree on a whole network)."""
