@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "verify", "compile", "simulate", "report", "Calibrate"]
+__all__ = ["__version__", "verify", "compile", "simulate", "report", "Calibrate", "Engine", "open_data"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,12 @@ def __getattr__(name: str):
         from spikec import api
 
         return getattr(api, name)
+    if name == "Engine":
+        from spikec.engines import Engine
+
+        return Engine
+    if name == "open_data":
+        from spikec.datasets import open_data
+
+        return open_data
     raise AttributeError(f"module 'spikec' has no attribute {name!r}")

@@ -12,6 +12,7 @@ import click
 
 from spikec import __version__
 from spikec.cli_common import SpikecGroup, handle_errors, model_options
+from spikec.cli_export import export_command
 from spikec.cli_numerics import compile_command, simulate_command
 from spikec.cli_report import report_command
 from spikec.errors import InputError
@@ -136,6 +137,7 @@ def zoo(fmt):
 main.add_command(compile_command)
 main.add_command(simulate_command)
 main.add_command(report_command)
+main.add_command(export_command)
 
 if __name__ == "__main__":
     main()

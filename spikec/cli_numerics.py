@@ -197,11 +197,12 @@ def _backend_list() -> str:
 @model_options
 @click.option("--backend", "backends", metavar="NAMES",
               help="Comma-separated backends to run and compare: " + _backend_list()
-                   + ". Default: torch,intsim for a model; intsim for an artifact (lava with --compare).")
+                   + ". Default: torch,intsim for a model; intsim for an artifact (with --compare: lava for a "
+                     "loihi2 artifact, else onnxruntime).")
 @click.option("--compare", "compare_with", type=click.Choice(["intsim"]),
-              help="Also run this reference and check the lava backend against it bit for bit: every spike of "
-                   "every neuron layer and the logits; a mismatch names the first diverging layer, time step "
-                   "and neuron.")
+              help="Also run this reference and check the lava or onnxruntime backend against it bit for bit: "
+                   "every spike of every neuron layer and the logits; a mismatch names the first diverging layer, "
+                   "time step and neuron.")
 @click.option("--lava-models", type=click.Choice(["spikec", "lava"]), default="spikec", show_default=True,
               help="lava backend: run Lava's Conv/Sparse/DelaySparse/DelayDense with spikec's vectorised models "
                    "(bit-identical) or with Lava's own.")
@@ -222,16 +223,20 @@ def simulate_command(source, backends, compare_with, lava_models, data, limit, b
     """Run MODEL (a model, or a directory written by `spikec compile`) on data with several backends.
 
     Prints accuracy (when the data has labels), time per sample, prediction agreement between backends and
-    the fraction of identical spikes on every neuron layer (float vs intsim). An artifact runs on intsim; one
-    compiled with --target loihi2 also on lava (Lava's fixed_pt models, Loihi2SimCfg). With --compare intsim
-    the json adds "bit_exact": {"intsim/lava": true|false} and, on a mismatch, the first diverging layer,
-    time step and neuron (exit code 1). Data outside the compiled input range is clipped, with a warning.
+    the fraction of identical spikes on every neuron layer (float vs intsim). An artifact runs on intsim and on
+    onnxruntime (its ONNX export); one compiled with --target loihi2 also on lava (Lava's fixed_pt models,
+    Loihi2SimCfg). With --compare intsim the json adds "bit_exact": {"intsim/lava": true|false} (or
+    "intsim/onnxruntime") and, on a mismatch, the first diverging layer, time step and neuron (exit code 1).
+    Data outside the compiled input range is clipped, with a warning. --workers and --engine ray spread the
+    samples over processes or a Ray cluster; the report is the same (docs/scale-out.md).
 
     \b
     Examples:
       spikec simulate examples/digits/checkpoints/spikingformer-cifar.pt --backend torch,float,intsim
       spikec simulate out/digits --data my_test.npz --format json
       spikec simulate out/digits-loihi2 --compare intsim --limit 20
+      spikec simulate out/digits --backend onnxruntime --compare intsim
+      spikec simulate out/digits --data /data/val-shards --engine ray --workers 8 -o val.json
     """
     from spikec.files import check_output_file, write_file_atomically
     from spikec.simulation import SimulationPlan

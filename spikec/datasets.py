@@ -156,7 +156,8 @@ class Dataset:
         return x[tuple(index)]
 
     def __reduce__(self):
-        return open_data, (self.name, self.layout, self.limit)
+        path = self.name if self.name == "digits" else os.path.abspath(self.name)   # a worker's cwd may differ
+        return open_data, (path, self.layout, self.limit)
 
 
 class ArrayDataset(Dataset):

@@ -84,8 +84,9 @@ class Shard:
 
 
 class ShardError(SpikecError):
-    """A shard failed on every attempt: its worker raised, or died (killed, out of memory). The message names the
-    shard, the attempts and the last failure."""
+    """A shard failed on every attempt: its worker died (killed, out of memory; exit code 1) or raised (the
+    exit code of what it raised, 3 for an internal error). The message names the shard, the attempts and the
+    last failure."""
 
     exit_code = 1
 
@@ -127,8 +128,8 @@ _STATE: dict = {}
 
 
 def worker_state(key, build: Callable):
-    """What ``build()`` returns, built once per worker process for ``key`` (the task's recipe) and kept for the
-    shards that follow."""
+    """What ``build()`` returns, built once per worker process for ``key`` (one run's token) and kept for the
+    shards of that run that follow."""
     if _STATE.get("key") != key:
         _STATE.clear()
         _STATE.update(key=key, value=build())
@@ -236,15 +237,19 @@ def _import_ray():
 
 class _RaySession:
     """Ray for one run: connected to ``address`` or to a local instance of ``workers`` CPUs started here, and
-    disconnected (the local instance shut down) at the end."""
+    disconnected (the local instance shut down) at the end; or the caller's own Ray session, left open."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
         self.ray = _import_ray()
+        self.connected_here = False
 
     def __enter__(self):
         import logging
 
+        actor_class = self.ray.remote(num_cpus=1)(_ShardActor)
+        if self.ray.is_initialized():       # the caller's own Ray session: use it, and leave it open
+            return [_RayWorker(self.ray, actor_class) for _ in range(self.engine.workers)]
         options = dict(logging_level=logging.ERROR, log_to_driver=False)
         if self.engine.address is not None:
             _check_reachable(self.engine.address)
@@ -259,11 +264,12 @@ class _RaySession:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = self.engine.address or "a local Ray instance"
             raise InputError(f"cannot start Ray on {where}: {exc}") from None
-        actor_class = self.ray.remote(num_cpus=1)(_ShardActor)
+        self.connected_here = True
         return [_RayWorker(self.ray, actor_class) for _ in range(self.engine.workers)]
 
     def __exit__(self, *exc):
-        self.ray.shutdown()
+        if self.connected_here:
+            self.ray.shutdown()
 
 
 def _check_reachable(address: str) -> None:
@@ -321,9 +327,13 @@ def _retry_or_raise(worker, shard: Shard, failure: BaseException, attempts, retr
     if attempts[shard] <= retries:
         pending.appendleft(shard)
         return
-    what = "its worker died" if died else f"{type(failure).__name__}: {failure}"
+    what = "its worker died" if died else str(failure) if isinstance(failure, SpikecError) else \
+        f"{type(failure).__name__}: {failure}"
     tries = f"{attempts[shard]} attempt{'s' if attempts[shard] > 1 else ''}"
-    raise ShardError(f"{shard} failed after {tries} ({what}); --retries K runs a failed shard again")
+    error = ShardError(f"{shard} failed after {tries} ({what}); --retries K runs a failed shard again")
+    if not died:    # a worker's internal error stays one (exit code 3); a dead worker is the run's failure
+        error.exit_code = failure.exit_code if isinstance(failure, SpikecError) else 3
+    raise error
 
 
 def map_shards(task: Callable, shards: Sequence[Shard], engine: Engine, progress=None) -> list:

@@ -1,5 +1,6 @@
 """Checks on the files a user names, before anything reads them: a FIFO, a device such as ``/dev/zero`` or
-a file larger than what spikec can hold would otherwise hang the read or exhaust memory."""
+a file larger than what spikec can hold would otherwise hang the read or exhaust memory. And the atomic write
+of an output file."""
 
 from __future__ import annotations
 
@@ -47,14 +48,14 @@ def check_output_file(path: str) -> None:
         raise InputError(f"cannot write {path}: the directory {parent} is not writable")
 
 
-def write_file_atomically(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: into a temporary file beside it, renamed over it once
-    complete, so an interrupted write leaves the old file (or none), never a part."""
+def write_file_atomically(path: str, content: str | bytes) -> None:
+    """Write ``content`` (text, in UTF-8, or bytes) to ``path`` whole or not at all: into a temporary file beside
+    it, renamed over it once complete, so an interrupted write leaves the old file (or none), never a part."""
     check_output_file(path)
     handle, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(os.path.abspath(path)))
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(handle, "wb") as f:
+            f.write(content.encode() if isinstance(content, str) else content)
         os.replace(staging, path)
     except BaseException:
         os.unlink(staging)

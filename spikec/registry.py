@@ -67,6 +67,12 @@ def _intsim(plan, lava_models):
     return intsim_runner(plan.compiled.graph, plan.compiled.output_scales[0], getattr(plan.compiled, "ranges", None))
 
 
+def _onnxruntime(plan, lava_models):
+    from spikec.simulation import onnxruntime_runner
+
+    return onnxruntime_runner(plan.compiled.graph, plan.compiled.output_scales[0])
+
+
 def _lava(plan, lava_models):
     from spikec.simulation import lava_runner
 
@@ -86,6 +92,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("intsim", "the integer simulator of the compiled graph", "compiled model", None, _intsim),
     Backend("lava", "Lava's bit-accurate CPU models (Loihi2SimCfg, fixed_pt)", "compiled model", ("loihi2",),
             _lava),
+    Backend("onnxruntime", "onnxruntime on the graph's ONNX export (spikec export)", "compiled model", None,
+            _onnxruntime),
 )}
 
 

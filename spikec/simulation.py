@@ -174,6 +174,9 @@ class SimulationReport:
         return "\n".join(lines) + "\n" + (self.bit_exact.to_text() if self.bit_exact is not None else "")
 
 
+COMPARED = ("lava", "onnxruntime")
+"""The backends ``compare`` checks bit for bit against intsim: each runs the compiled integer graph."""
+
 AGREEMENT_FLOOR = 0.99
 """The spike agreement with the float model below which the fidelity report names a neuron layer."""
 
@@ -351,7 +354,7 @@ class SimulationPlan:
         if isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
             if os.path.isdir(path):
-                return dataclasses.replace(cls.of(load_artifact(path)), recipe=(path, {}))
+                return dataclasses.replace(cls.of(load_artifact(path)), recipe=(os.path.abspath(path), {}))
             model = ModelSource(checkpoint=path)
         if isinstance(model, (Artifact, CompiledModel)):
             return cls(model.name, model, model.input_shape, model.input_layout, recipe=(model, {}))
@@ -382,9 +385,10 @@ class SimulationPlan:
 
     def choose(self, backends, compare: str | None) -> list[str]:
         """The backends to run, in order (a ``compare`` reference first), or one clear error."""
-        if backends is None:
-            backends = ["lava"] if compare and self.compiled.target == "loihi2" else (
-                ["torch", "intsim"] if self.module is not None else ["intsim"])
+        if backends is None and compare:
+            backends = ["lava"] if self.compiled.target == "loihi2" else ["onnxruntime"]
+        elif backends is None:
+            backends = ["torch", "intsim"] if self.module is not None else ["intsim"]
         chosen = list(backends)
         if not chosen or len(set(chosen)) != len(chosen):
             raise InputError(f"backends must be distinct names from {', '.join(self.available())}, "
@@ -394,9 +398,11 @@ class SimulationPlan:
         if compare is not None:
             if compare != "intsim":
                 raise InputError(f"--compare takes intsim, got {compare!r}")
-            if "lava" not in chosen:
-                raise InputError("--compare intsim checks the lava backend against intsim: run an artifact "
-                                 "compiled with --target loihi2 with --backend lava")
+            candidates = [b for b in chosen if b in COMPARED]
+            if len(candidates) != 1:
+                raise InputError(f"--compare intsim checks one backend against intsim, lava (an artifact compiled "
+                                 f"with --target loihi2) or onnxruntime: run it with --backend lava or --backend "
+                                 f"onnxruntime{'' if not candidates else ', not both'}")
             chosen = [compare] + [b for b in chosen if b != compare]
         return chosen
 
@@ -467,8 +473,9 @@ class SimulationPlan:
         if compare is not None:
             from spikec.backends.lava.compare import BitExactWatch
 
-            watch = BitExactWatch(compare, "lava", offset=shard.start)
-            runners = {b: watch.wrap(b, r) if b in (compare, "lava") else r for b, r in runners.items()}
+            candidate = next(b for b in chosen if b in COMPARED)
+            watch = BitExactWatch(compare, candidate, offset=shard.start)
+            runners = {b: watch.wrap(b, r) if b in (compare, candidate) else r for b, r in runners.items()}
         reference = {"float": float_runner(self.float_graph)} if "intsim" in chosen and "float" not in chosen \
             and "torch" in chosen and self.float_graph is not None else None
         return run_shard(runners, data, shard, batch_size, spikes_of=reference, watch=watch,
@@ -516,6 +523,25 @@ def torch_runner(module: torch.nn.Module) -> Callable:
         if not out:
             raise InputError("the model's forward returned no tensor of logits")
         return out[0].numpy(), None
+    return run
+
+
+def onnxruntime_runner(graph, output_scale: float) -> Callable:
+    """onnxruntime on the ONNX export of the compiled ``graph`` (:func:`spikec.backends.onnx.export_onnx`), made
+    once: its logits and the spikes of every neuron layer, as intsim gives them."""
+    import onnxruntime
+
+    from spikec.backends.onnx import export_onnx
+
+    neuron_ops = ops_with(category=OpCategory.NEURON, phase=Phase.INTEGER)
+    modules = [n.module for n in graph.nodes if n.op in neuron_ops]
+    session = onnxruntime.InferenceSession(export_onnx(graph).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+
+    def run(batch):
+        logits, *spikes = session.run(["output_0", *(f"spikes_{i}" for i in range(len(modules)))],
+                                      {"input_0": batch})
+        return logits / output_scale, list(zip(modules, spikes))
     return run
 
 

@@ -4,12 +4,13 @@ digits checkpoints: each loads through spikec's own loader and scores its record
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from spikec.datasets import load_digits_split, load_npz_data
+from spikec.datasets import ArrayDataset, load_digits_split, load_npz_data, open_data
 from spikec.errors import InputError
 from spikec.frontends.torch import ModelSource, load_model
 
@@ -169,3 +170,106 @@ def test_committed_checkpoint_reproduces_its_float_test_accuracy(arch, digits_te
     with torch.no_grad():
         pred = module(x).argmax(dim=1)
     assert int((pred == y).sum()) / len(y) == recorded
+
+
+# ---------------------------------------------------------------- data sets read by index
+
+
+def _shards(tmp_path, x, y=None, sizes=(3, 5, 2)):
+    directory = tmp_path / "shards"
+    directory.mkdir()
+    start = 0
+    for i, size in enumerate(sizes):
+        arrays = {"x": x[start:start + size], **({} if y is None else {"y": y[start:start + size]})}
+        np.savez(directory / f"part-{i}.npz", **arrays)
+        start += size
+    return str(directory)
+
+
+def test_shards_and_memmaps_read_the_samples_the_whole_array_holds(tmp_path):
+    x = np.random.default_rng(1).random((10, 1, 4, 4)).astype(np.float32)
+    y = np.arange(10) % 3
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "mm").mkdir()
+    np.save(tmp_path / "mm" / "x.npy", x)
+    np.save(tmp_path / "mm" / "y.npy", y)
+    for data in (_shards(tmp_path, x, y), str(tmp_path / "mm"), str(tmp_path / "x.npy")):
+        dataset = open_data(data, "B")
+        assert len(dataset) == 10 and dataset.shape == x.shape
+        for start, stop in ((0, 10), (2, 9), (3, 8), (8, 10), (4, 5)):    # within and across shard boundaries
+            assert np.array_equal(dataset.read(start, stop), x[start:stop])
+        if data.endswith("x.npy"):
+            assert dataset.labels is None
+        else:
+            assert np.array_equal(dataset.labels, y)
+        limited = open_data(data, "B", limit=4)
+        assert len(limited) == 4 and np.array_equal(limited.read(0, 100), x[:4])
+
+
+def test_time_major_shards_stack_samples_along_axis_1(tmp_path):
+    x = np.random.default_rng(2).random((2, 6, 3)).astype(np.float32)
+    directory = tmp_path / "tb"
+    directory.mkdir()
+    np.savez(directory / "a.npz", x=x[:, :4])
+    np.savez(directory / "b.npz", x=x[:, 4:])
+    dataset = open_data(str(directory), "TB")
+    assert len(dataset) == 6 and np.array_equal(dataset.read(3, 6), x[:, 3:6])
+
+
+def test_a_data_set_read_from_files_pickles_as_its_name(tmp_path):
+    x = np.zeros((1000, 1, 8, 8), np.float32)
+    data = _shards(tmp_path, x, sizes=(600, 400))
+    dataset = open_data(data, "B", limit=700)
+    dataset.read(0, 10)                                  # a loaded shard does not travel either
+    blob = pickle.dumps(dataset)
+    assert len(blob) < 1000
+    again = pickle.loads(blob)
+    assert len(again) == 700 and np.array_equal(again.read(590, 610), x[590:610])
+    array = ArrayDataset(x[:3], None, "B")
+    assert np.array_equal(pickle.loads(pickle.dumps(array)).read(0, 3), x[:3])
+
+
+def _open_error(*args) -> str:
+    with pytest.raises(InputError) as info:
+        open_data(*args)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_bad_shard_directories_are_one_line_each(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert _open_error(str(tmp_path / "empty"), "B") == f"{tmp_path / 'empty'} is a directory with neither x.npy " \
+                                                        "nor .npz shards"
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    np.savez(mixed / "a.npz", x=np.zeros((2, 3)), y=np.zeros(2, np.int64))
+    np.savez(mixed / "b.npz", x=np.zeros((2, 3)))
+    assert _open_error(str(mixed), "B") == f"{mixed}: some shards have labels y and some do not (without: b.npz)"
+    shapes = tmp_path / "shapes"
+    shapes.mkdir()
+    np.savez(shapes / "a.npz", x=np.zeros((2, 3)))
+    np.savez(shapes / "b.npz", x=np.zeros((2, 4)))
+    assert _open_error(str(shapes), "B") == (f"{shapes}: the shards' x arrays must have the same shape except along "
+                                             "the batch axis 0: a.npz [2, 3], b.npz [2, 4]")
+    unnamed = tmp_path / "unnamed"
+    unnamed.mkdir()
+    np.savez(unnamed / "a.npz", images=np.zeros((2, 3)))
+    assert _open_error(str(unnamed), "B") == (f"{unnamed / 'a.npz'} has no array 'x'; save each shard as "
+                                              "numpy.savez(path, x=inputs, y=labels)")
+
+
+def test_bad_npy_inputs_are_one_line_each(tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([{}, 1], dtype=object), allow_pickle=True)
+    assert _open_error(str(tmp_path / "objects.npy"), "B").startswith(
+        f"{tmp_path / 'objects.npy'} is not a readable .npy file: ValueError:")
+    np.save(tmp_path / "text.npy", np.array(["a", "b"]))
+    assert _open_error(str(tmp_path / "text.npy"), "B") == \
+        f"{tmp_path / 'text.npy'}: 'x' has dtype <U1; inputs must be real numbers"
+    x = np.zeros((4, 3), np.float32)
+    x[3, 1] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    dataset = open_data(str(tmp_path / "nan.npy"), "B")
+    assert np.array_equal(dataset.read(0, 3), x[:3])           # checked as each batch is read
+    with pytest.raises(InputError, match=r"nan\.npy: 'x' holds 1 NaN or infinite value\(s\); inputs must be finite"):
+        dataset.read(2, 4)
+    assert _open_error(str(tmp_path / "absent.npy"), "B") == f"{tmp_path / 'absent.npy'}: no such file"

@@ -57,7 +57,8 @@ def subject_of(model, backend: str = "intsim", **compile_options) -> Subject:
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if os.path.isdir(path):
-            return dataclasses.replace(subject_of(load_artifact(path), backend), recipe=(path, backend, {}))
+            return dataclasses.replace(subject_of(load_artifact(path), backend),
+                                       recipe=(os.path.abspath(path), backend, {}))
         model = ModelSource(checkpoint=path)
     if isinstance(model, (Artifact, CompiledModel)):
         return dataclasses.replace(_compiled_subject(model, backend), recipe=(model, backend, {}))

@@ -56,6 +56,7 @@ def test_simulate_gives_the_same_report_on_every_engine_and_worker_count():
     assert _simulate(*args, "--engine", "ray", "--workers", "2") == one
 
 
+@pytest.mark.slow
 def test_lava_stays_bit_exact_with_intsim_on_two_workers(loihi2_artifact):
     args = (loihi2_artifact, "--backend", "lava", "--compare", "intsim", "--limit", "16", "--batch-size", "8")
     one = _simulate(*args)
@@ -97,12 +98,17 @@ def _digits_as(tmp_path, form: str) -> str:
     return str(tmp_path / "memmap")
 
 
-@pytest.mark.parametrize("form", ["shards", "memmap"])
-def test_data_read_by_index_gives_the_report_of_the_data_read_whole(tmp_path, loihi2_artifact, form):
-    whole = _simulate(loihi2_artifact, "--batch-size", "64")
+@pytest.fixture(scope="module")
+def whole_split_report(loihi2_artifact):
+    return _simulate(loihi2_artifact, "--batch-size", "64")
+
+
+@pytest.mark.parametrize("form, workers", [("shards", "2"), ("memmap", "1")])
+def test_data_read_by_index_gives_the_report_of_the_data_read_whole(tmp_path, loihi2_artifact, whole_split_report,
+                                                                     form, workers):
     data = _digits_as(tmp_path, form)
-    assert _simulate(loihi2_artifact, "--data", data, "--batch-size", "64") == whole
-    assert _simulate(loihi2_artifact, "--data", data, "--batch-size", "64", "--workers", "2") == whole
+    assert _simulate(loihi2_artifact, "--data", data, "--batch-size", "64", "--workers", workers) == \
+        whole_split_report
 
 
 def test_an_npy_without_labels_reports_no_accuracy(tmp_path, loihi2_artifact):
