@@ -103,13 +103,8 @@ def _check_members(path: str) -> None:
 
 
 def _check_inputs(path: str, x: np.ndarray, batch_axis: int) -> None:
-    if x.ndim <= batch_axis:
-        raise InputError(f"{path}: 'x' has shape {list(x.shape)}; it needs a batch axis at position {batch_axis}")
-    if x.dtype.kind not in "biuf":
-        raise InputError(f"{path}: 'x' has dtype {x.dtype}; inputs must be real numbers")
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = int(np.count_nonzero(~np.isfinite(x)))
-        raise InputError(f"{path}: 'x' holds {bad} NaN or infinite value(s); inputs must be finite")
+    _check_shape(path, x, batch_axis)
+    _check_values(path, x)
 
 
 def _labels(path: str, y: np.ndarray, count: int, batch_axis: int) -> np.ndarray:

@@ -88,8 +88,9 @@ def test_simulate_runs_an_artifact_on_intsim(tmp_path, data):
 @pytest.mark.parametrize("args, message", [
     (["--backend", "torch,lava"], "the lava backend runs an artifact compiled with --target loihi2: run `spikec "
                                   "compile MODEL --target loihi2 -o OUT`, then `spikec simulate OUT --backend lava`"),
-    (["--backend", "torch,torch"], "backends must be distinct names from torch, float, intsim, got torch,torch"),
-    (["--backend", "torch,onnx"], "unknown backend 'onnx'; backends: torch, float, intsim, lava"),
+    (["--backend", "torch,torch"], "backends must be distinct names from torch, float, intsim, onnxruntime, got "
+                                   "torch,torch"),
+    (["--backend", "torch,onnx"], "unknown backend 'onnx'; backends: torch, float, intsim, lava, onnxruntime"),
 ])
 def test_bad_backend_lists(data, args, message):
     code, _, err = run("simulate", *MODEL, "--data", data, *args)
@@ -109,8 +110,8 @@ def test_an_artifact_cannot_run_on_torch(tmp_path, data):
     run("compile", *MODEL, "-o", tmp_path / "a")
     code, _, err = run("simulate", tmp_path / "a", "--backend", "torch,intsim", "--data", data)
     assert code == 2
-    assert err == ("spikec: error: spikingformer_cifar is a compiled artifact: it runs on intsim only (torch needs "
-                   "the PyTorch model: simulate the model itself)\n")
+    assert err == ("spikec: error: spikingformer_cifar is a compiled artifact: it runs on intsim and onnxruntime only "
+                   "(torch needs the PyTorch model: simulate the model itself)\n")
 
 
 def test_a_zoo_architecture_without_weights_compiles_to_the_same_bytes_in_every_process(tmp_path):

@@ -103,7 +103,8 @@ def test_a_mismatch_names_the_first_diverging_layer_step_and_neuron(tmp_path, mo
 def test_lava_runs_loihi2_artifacts_and_says_so_otherwise(tmp_path):
     code, _, err = run("simulate", "--arch", "sdt-cifar", "--model-args", TINY, "--backend", "intsim",
                        "--compare", "intsim", "--data", _data(tmp_path))
-    assert code == 2 and "run an artifact compiled with --target loihi2 with --backend lava" in err
+    assert code == 2 and "checks one backend against intsim, lava (an artifact compiled with --target loihi2) or " \
+        "onnxruntime: run it with --backend lava or --backend onnxruntime" in err
     code, _, err = run("simulate", "--arch", "sdt-cifar", "--model-args", TINY, "--backend", "lava",
                        "--data", _data(tmp_path))
     assert code == 2 and "the lava backend runs an artifact compiled with --target loihi2" in err
