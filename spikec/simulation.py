@@ -1,10 +1,13 @@
 """``spikec simulate``: run a model on data with several backends and compare them.
 
-Backends: ``torch`` (the PyTorch module), ``float`` (the float interpreter of the traced IR) and
-``intsim`` (the integer simulator of the compiled graph). Reported per backend: accuracy (when labels are
-given), samples and seconds; between backends: the fraction of samples with the same prediction, and for
-``float``/``intsim`` the fraction of identical spikes on every neuron layer (matched in graph order:
-quantization keeps one ``qlif`` per ``lif``).
+Backends (:data:`spikec.registry.BACKENDS`): ``torch`` (the PyTorch module), ``float`` (the float interpreter of
+the traced IR), ``intsim`` (the integer simulator of the compiled graph), ``lava`` (Lava's bit-accurate CPU
+models) and ``onnxruntime`` (the graph's ONNX export). Reported per backend: accuracy (when labels are given),
+samples and seconds; between backends: the fraction of samples with the same prediction, and the fraction of
+identical spikes on every neuron layer (matched in graph order: quantization keeps one ``qlif`` per ``lif``).
+
+The samples run in shards of whole batches (:func:`run_shard`), in this process or on the workers of an
+:class:`~spikec.engines.Engine`; :func:`merge_shards` adds their counts up to the report of the whole data.
 """
 
 from __future__ import annotations
