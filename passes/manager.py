@@ -36,7 +36,7 @@ from spikec.passes.scale_classes import ScaleClassAnalysis
 from spikec.passes.spike_driven import SpikeDriven
 from spikec.passes.value_domains import ValueDomains
 
-__all__ = ["PassManager", "FixedPoint", "PipelineResult", "Callback", "PASSES", "standard_pipeline"]
+__all__ = ["float_pipeline", "PassManager", "FixedPoint", "PipelineResult", "Callback", "PASSES", "standard_pipeline"]
 
 Callback = Callable[[Transform, PassResult], None]
 
@@ -151,8 +151,14 @@ def _to_fixed_point(step: FixedPoint, graph: Graph, run_pass: Callable[[Transfor
     raise PassError(f"{step.name}: no fixed point after {step.max_rounds} rounds (every round changed the graph)")
 
 
+def float_pipeline() -> PassManager:
+    """The float part of the compile pipeline: the folds and canonicalize. Its result is the folded float graph
+    (what NIR export reads)."""
+    return PassManager([FoldBatchNorm(), FoldScales(), Canonicalize()])
+
+
 def standard_pipeline(options: QuantizeOptions = QuantizeOptions()) -> PassManager:
-    """The compile pipeline: the folds, canonicalize to its fixed point, then quantize with ``options``. Its
-    last run is quantize's, whose :class:`~spikec.passes.quantize.QuantizeResult` holds the integer graph, the
-    quantization report and the range analysis."""
-    return PassManager([FoldBatchNorm(), FoldScales(), Canonicalize(), Quantize(options)])
+    """The compile pipeline: the folds, canonicalize to its fixed point (:func:`float_pipeline`), then quantize
+    with ``options``. Its last run is quantize's, whose :class:`~spikec.passes.quantize.QuantizeResult` holds the
+    integer graph, the quantization report and the range analysis."""
+    return PassManager([*float_pipeline().steps, Quantize(options)])

@@ -17,8 +17,8 @@ from spikec.diagnostics import HISTOGRAM_CAP, Observation, Report
 from spikec.errors import InputError, PassError, VerifyError
 from spikec.ir import Graph, Node
 
-__all__ = ["verify", "verify_graph", "check_observations", "load_data", "compile", "compile_source", "quantize_options",
-           "check_resources", "simulate", "report"]
+__all__ = ["verify", "verify_graph", "check_observations", "load_data", "compile", "compile_source", "folded_graph",
+           "quantize_options", "check_resources", "simulate", "report"]
 
 DISTINCT_CAP = 1 << 16  # beyond this many distinct values an operand keeps only min, max and integrality
 
@@ -132,6 +132,17 @@ def compile_source(source, *, target: str = "intsim", input_exp: int | None = No
     compiled = compile_graph(traced.graph, loaded.name, loaded.input_shape, loaded.input_layout, target, options,
                              callback, attention)
     return loaded, compiled
+
+
+def folded_graph(source, seed: int = 0) -> tuple[str, Graph]:
+    """The model a :class:`~spikec.frontends.torch.ModelSource` names, traced and folded by the float part of the
+    compile pipeline (batch norms and scales into the weights, canonicalized), unquantized; returns its name
+    and the float graph."""
+    from spikec.frontends.torch import trace_source
+    from spikec.passes.manager import float_pipeline
+
+    loaded, traced = trace_source(source, seed)
+    return loaded.name, float_pipeline().run(traced.graph).graph
 
 
 def check_resources(compiled, strict: bool) -> None:

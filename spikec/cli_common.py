@@ -137,7 +137,8 @@ def model_options(command):
                      help="Allow a checkpoint that pickles Python objects, or TorchScript --weights (runs code "
                           "from the file!)."),
         click.option("--input-shape", metavar="B,...", help="Shape the model's forward takes, e.g. 1,3,32,32."),
-        click.option("--timesteps", "-T", type=click.IntRange(min=1), help="Time steps T of a zoo model."),
+        click.option("--timesteps", "-T", type=click.IntRange(min=1),
+                     help="Time steps T of a zoo model, or how many steps a NIR graph (MODEL.nir) runs."),
         click.option("--input-layout", type=click.Choice(["B", "TB"]), default="B", show_default=True,
                      help="B: forward takes [B, ...] and encodes over time itself; TB: it takes [T, B, ...]."),
     ]
@@ -160,11 +161,13 @@ def model_source(**given):
     """The :class:`~spikec.frontends.torch.ModelSource` the model options (:data:`_MODEL_PARAMS`) name."""
     from spikec.frontends.torch import ModelSource, parse_shape
 
-    shape = given["input_shape"]
-    return ModelSource(checkpoint=given["checkpoint"], model=given["model_ref"], arch=given["arch"],
+    shape, checkpoint = given["input_shape"], given["checkpoint"]
+    # a NIR graph runs one step at a time: its input is always time-major
+    layout = "TB" if checkpoint and checkpoint.endswith(".nir") else given["input_layout"]
+    return ModelSource(checkpoint=checkpoint, model=given["model_ref"], arch=given["arch"],
                        model_args=parse_model_args(given["model_args"]), weights=given["weights"],
                        allow_pickle=given["allow_pickle"], input_shape=parse_shape(shape) if shape else None,
-                       timesteps=given["timesteps"], input_layout=given["input_layout"])
+                       timesteps=given["timesteps"], input_layout=layout)
 
 
 def engine_options(command):

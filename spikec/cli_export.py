@@ -6,44 +6,81 @@ import os
 
 import click
 
-from spikec.cli_common import handle_errors
+from spikec.cli_common import handle_errors, model_options
 from spikec.errors import InputError
 
 __all__ = ["export_command"]
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "nir")
 
 
 @click.command("export")
 @handle_errors
-@click.argument("artifact", metavar="ARTIFACT")
+@model_options
 @click.option("--to", "fmt", type=click.Choice(FORMATS), required=True,
-              help="onnx: the integer graph as ONNX (opset 18), bit-exact with intsim on onnxruntime.")
+              help="onnx: the compiled integer graph (opset 18), bit-exact with intsim on onnxruntime. nir: the "
+                   "folded float graph as NIR primitives (the nir package), for a model, not an artifact.")
 @click.option("-o", "--output", "out_file", required=True, type=click.Path(dir_okay=False),
               help="The file to write; it is written whole or not at all.")
-def export_command(artifact, fmt, out_file):
-    """Export ARTIFACT (a directory written by `spikec compile`) for another tool.
+def export_command(source, fmt, out_file):
+    """Export MODEL (a model, or for onnx a directory written by `spikec compile`) for another tool.
 
     onnx: every value an int64 tensor, every op exact integer arithmetic (ConvInteger, int64 MatMul, shifts as
     floor divisions, the LIF unrolled over time), so that onnxruntime computes intsim's logits and spikes bit
     for bit. Outputs: output_0 (the logits, in the compiled output scale) and spikes_<i>, the spikes [T, B, ...]
-    of the i-th neuron layer (metadata maps each to its module path). `spikec simulate ARTIFACT --backend
-    onnxruntime --compare intsim` checks the export on data (docs/interop.md).
+    of the i-th neuron layer (metadata maps each to its module path). A model is compiled first, with the
+    defaults of `spikec compile`. `spikec simulate ARTIFACT --backend onnxruntime --compare intsim` checks the
+    export on data.
+
+    nir: the model traced and folded (batch norms into weights), one NIR node per conv, linear, LIF, IF, average
+    pool and flatten; a model with ops NIR cannot express (attention, max pooling, residual adds) is refused,
+    naming them (docs/interop.md).
 
     \b
     Examples:
       spikec export out/digits --to onnx -o digits.onnx
+      spikec export model.pt --to nir -o model.nir
     """
-    from spikec.backends.onnx import export_onnx
-    from spikec.compiler import load_artifact
     from spikec.files import check_output_file, write_file_atomically
 
-    if not os.path.isdir(artifact):
-        raise InputError(f"{artifact} is not an artifact directory: compile the model first "
-                         "(spikec compile MODEL -o OUT), then export OUT")
     check_output_file(out_file)
-    compiled = load_artifact(artifact)
+    artifact = bool(source.checkpoint and os.path.isdir(source.checkpoint))
+    if fmt == "onnx":
+        content, what = _onnx(source, artifact)
+    elif artifact:
+        raise InputError(f"{source.checkpoint} is a compiled artifact: NIR export reads the float model, so pass "
+                         "the model itself")
+    else:
+        content, what = _nir(source)
+    write_file_atomically(out_file, content)
+    click.echo(f"exported {what} -> {out_file}", err=True)
+
+
+def _onnx(source, artifact: bool) -> tuple[bytes, str]:
+    from spikec.backends.onnx import export_onnx
+
+    if artifact:
+        from spikec.compiler import load_artifact
+
+        compiled = load_artifact(source.checkpoint)
+    else:
+        from spikec.api import compile_source
+
+        _, compiled = compile_source(source)
     model = export_onnx(compiled.graph, compiled.name)
-    write_file_atomically(out_file, model.SerializeToString())
-    click.echo(f"exported {compiled.name} to ONNX (opset {model.opset_import[0].version}, {len(model.graph.node)} "
-               f"nodes, {len(model.graph.output) - 1} neuron layers) -> {out_file}", err=True)
+    return model.SerializeToString(), (f"{compiled.name} to ONNX (opset {model.opset_import[0].version}, "
+                                       f"{len(model.graph.node)} nodes, {len(model.graph.output) - 1} neuron layers)")
+
+
+def _nir(source) -> tuple[bytes, str]:
+    import io
+
+    import nir
+
+    from spikec.api import folded_graph
+    from spikec.backends.nir import export_nir
+
+    name, graph = folded_graph(source)
+    buffer = io.BytesIO()
+    nir.write(buffer, export_nir(graph))
+    return buffer.getvalue(), f"{name} to NIR ({len(graph.nodes)} IR ops)"

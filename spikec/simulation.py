@@ -390,8 +390,9 @@ class SimulationPlan:
         """The backends to run, in order (a ``compare`` reference first), or one clear error."""
         if backends is None and compare:
             backends = ["lava"] if self.compiled.target == "loihi2" else ["onnxruntime"]
-        elif backends is None:
-            backends = ["torch", "intsim"] if self.module is not None else ["intsim"]
+        elif backends is None:   # a model without a PyTorch module (a NIR graph) runs on the float interpreter
+            backends = ["torch", "intsim"] if self.module is not None else \
+                ["float", "intsim"] if self.float_graph is not None else ["intsim"]
         chosen = list(backends)
         if not chosen or len(set(chosen)) != len(chosen):
             raise InputError(f"backends must be distinct names from {', '.join(self.available())}, "
