@@ -34,13 +34,17 @@ from typing import Any, Callable
 
 from spikec.errors import SpikecError
 
-__all__ = ["LavaRunError", "run_isolated"]
+__all__ = ["LavaRunError", "LavaRunTimeout", "run_isolated"]
 
 
 class LavaRunError(SpikecError):
     """A Lava run failed, timed out, or died."""
 
     exit_code = 3
+
+
+class LavaRunTimeout(LavaRunError):
+    """A Lava run did not finish within its timeout (it was stopped)."""
 
 
 def _shm_prefix(pid: int) -> str:
@@ -139,7 +143,7 @@ def run_isolated(job: Callable[[], Any], timeout: float, what: str = "Lava run",
     status, payload, answered = "error", None, False
     try:
         if not reader.poll(timeout):
-            raise LavaRunError(f"{what} did not finish within {timeout:g} s; it was stopped")
+            raise LavaRunTimeout(f"{what} did not finish within {timeout:g} s; it was stopped")
         status, payload = reader.recv()
         answered = True
     except EOFError:

@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ from spikec.backends.intsim.fixed_point import wrap_int32
 from spikec.backends.intsim.interpreter import INT_RULES, _bind_input
 from spikec.backends.lava.artifact import process_graph_from_manifest
 from spikec.backends.lava.build import RunInputs, build_network
-from spikec.backends.lava.child import run_isolated
+from spikec.backends.lava.child import LavaRunTimeout, run_isolated
 from spikec.backends.lava.lowering import lower
 from spikec.backends.lava.netlist import ProcessGraph
 from spikec.backends.lava.regions import Regions, host_regions
@@ -159,11 +160,7 @@ def _run(graph: Graph, regions: Regions, pg: ProcessGraph, build: Builder, input
     steps = batch * pg.timesteps + pg.max_depth
     tmp = tempfile.mkdtemp(prefix="spikec-lava-", dir=workdir or ("/dev/shm" if os.path.isdir("/dev/shm") else None))
     try:
-        sink_paths = {}
-        for probe in pg.probes:
-            path = os.path.join(tmp, f"{probe.sink}.bin")
-            np.memmap(path, dtype=np.dtype(probe.dtype), mode="w+", shape=(steps, *probe.shape)).flush()
-            sink_paths[probe.sink] = path
+        sink_paths = {probe.sink: os.path.join(tmp, f"{probe.sink}.bin") for probe in pg.probes}
         source_data = {s.name: _source_data(encoded[s.node], s.delay, steps) for s in pg.sources}
         run = RunInputs(source_data, sink_paths, steps)
         model_map = _fast_model_map(fast)
@@ -185,8 +182,7 @@ def _run(graph: Graph, regions: Regions, pg: ProcessGraph, build: Builder, input
                 first.stop()
             return {"build": started - start, "run": finished - started}
 
-        stats = run_isolated(job, timeout, f"Lava run of {pg.name} ({len(pg.processes)} processes, {steps} steps)",
-                             leftovers=(tmp,))
+        stats = _run_retrying_a_stall(job, timeout, pg, steps, sink_paths, tmp)
         values = {}
         for probe in pg.probes:
             rows = np.memmap(sink_paths[probe.sink], dtype=np.dtype(probe.dtype), mode="r",
@@ -199,6 +195,24 @@ def _run(graph: Graph, regions: Regions, pg: ProcessGraph, build: Builder, input
         shutil.rmtree(tmp, ignore_errors=True)
     outputs = _readout(graph, pg, encoded, values)
     return LavaRun(outputs, values, steps, len(pg.processes), stats["build"], stats["run"])
+
+
+def _run_retrying_a_stall(job, timeout: float, pg: ProcessGraph, steps: int, sink_paths: dict, tmp: str) -> dict:
+    """``job`` in a forked child (:func:`.child.run_isolated`), into fresh zeroed sinks. Lava's multiprocess
+    runtime now and then stalls and never finishes a run that otherwise takes seconds (seen under heavy load, on
+    two cores); a run past its timeout is therefore stopped and run once more, with a warning. A second stall is
+    the error."""
+    what = f"Lava run of {pg.name} ({len(pg.processes)} processes, {steps} steps)"
+    for attempt in (1, 2):
+        for probe in pg.probes:
+            np.memmap(sink_paths[probe.sink], dtype=np.dtype(probe.dtype), mode="w+",
+                      shape=(steps, *probe.shape)).flush()
+        try:
+            return run_isolated(job, timeout, what, leftovers=(tmp,))
+        except LavaRunTimeout as exc:
+            if attempt == 2:
+                raise LavaRunTimeout(f"{exc}, twice") from None
+            warnings.warn(f"{exc}; running it once more", RuntimeWarning, stacklevel=2)
 
 
 def _readout(graph: Graph, pg: ProcessGraph, encoded: dict[int, np.ndarray],

@@ -23,7 +23,7 @@ from spikec.frontends.torch import ModelSource
 from spikec.ir import Graph, TensorType
 from spikec.models import build_model, default_input_shape
 
-LAVA_TIMEOUT_S = 180
+LAVA_TIMEOUT_S = 120
 """A tiny model runs in seconds; a run that takes minutes is hung (the runtime kills it)."""
 
 _IMAGE = {"cifar": 16, "imagenet": 32, "dvs": 32, "v2": 32}

@@ -156,7 +156,8 @@ def test_lava_net_runs_as_a_script(tmp_path):
     compiled, x = zoo_compiled("sdt-cifar", batch=1, target="loihi2", embed_dim=16, img_size=8)
     compiled.write(str(tmp_path / "art"))
     np.save(tmp_path / "x.npy", x)
-    code, out, err = _script([str(tmp_path / "art" / "lava_net.py"), str(tmp_path / "x.npy"),
+    # --timeout 60: a run that stalls is stopped and run again well within the test's own wait
+    code, out, err = _script([str(tmp_path / "art" / "lava_net.py"), str(tmp_path / "x.npy"), "--timeout", "60",
                               "-o", str(tmp_path / "out.npz")], tmp_path)
     assert code == 0, err[-2000:]
     reference = run_intsim(compiled.graph, [x], keep_values=True)

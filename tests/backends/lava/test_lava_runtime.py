@@ -46,6 +46,33 @@ def test_a_hung_job_is_killed_at_its_timeout():
     assert _ours() <= before
 
 
+def test_a_run_that_stalls_once_is_run_again_with_a_warning(tmp_path):
+    """The first attempt stalls past its timeout (it sleeps); the second, in a fresh child, finishes. Every
+    sink is zeroed again for it."""
+    from spikec.backends.lava.runtime import _run_retrying_a_stall
+
+    pg = lower(residual_graph())
+    sinks = {probe.sink: str(tmp_path / f"{probe.sink}.bin") for probe in pg.probes}
+    marker = tmp_path / "stalled"
+
+    def job():
+        if not marker.exists():
+            marker.touch()
+            time.sleep(600)
+        return {"build": 0.0, "run": 0.0}
+
+    with pytest.warns(RuntimeWarning, match=r"did not finish within 2 s; it was stopped; running it once more"):
+        assert _run_retrying_a_stall(job, 2, pg, 3, sinks, str(tmp_path)) == {"build": 0.0, "run": 0.0}
+    assert all(os.path.getsize(path) > 0 for path in sinks.values())
+    marker.unlink()
+
+    def stalls():
+        time.sleep(600)
+
+    with pytest.raises(LavaRunError, match=r"did not finish within 2 s; it was stopped, twice$"):
+        _run_retrying_a_stall(stalls, 2, pg, 3, sinks, str(tmp_path))
+
+
 def test_an_exception_in_the_job_comes_back_with_its_traceback():
     with pytest.raises(LavaRunError, match=r"(?s)raised an exception.*ZeroDivisionError"):
         run_isolated(lambda: 1 // 0, timeout=30)
