@@ -103,11 +103,18 @@ def test_simulate_checks_onnxruntime_against_intsim(tmp_path):
     assert report["backends"]["onnxruntime"]["accuracy"] == report["backends"]["intsim"]["accuracy"]
 
 
+def test_a_model_is_compiled_with_the_defaults_then_exported(tmp_path):
+    code, _, err = run("export", os.path.join(DIGITS, "sdt-cifar.pt"), "--to", "onnx", "-o", tmp_path / "m.onnx")
+    assert code == 0 and "exported sdt_cifar to ONNX (opset 18" in err, err
+    onnx.checker.check_model(str(tmp_path / "m.onnx"))
+
+
 @pytest.mark.parametrize("args, message", [
-    (["examples/digits/checkpoints/sdt-cifar.pt", "--to", "onnx", "-o", "x.onnx"],
-     "is not an artifact directory: compile the model first"),
-    (["--to", "nir"], "Invalid value for '--to'"),
+    (["missing.pt", "--to", "onnx", "-o", "{tmp}/x.onnx"], "missing.pt: no such file"),
+    (["examples/digits/checkpoints/sdt-cifar.pt", "--to", "netx", "-o", "{tmp}/x"], "Invalid value for '--to'"),
+    (["examples/digits/checkpoints/sdt-cifar.pt", "--to", "onnx", "-o", "{tmp}"], "is a directory"),
 ])
 def test_export_misuse_is_one_line(tmp_path, args, message):
-    code, _, err = run("export", *args)
+    code, _, err = run("export", *(a.format(tmp=tmp_path) for a in args))
     assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert os.listdir(tmp_path) == []
