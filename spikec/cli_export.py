@@ -29,8 +29,8 @@ def export_command(source, fmt, out_file):
     floor divisions, the LIF unrolled over time), so that onnxruntime computes intsim's logits and spikes bit
     for bit. Outputs: output_0 (the logits, in the compiled output scale) and spikes_<i>, the spikes [T, B, ...]
     of the i-th neuron layer (metadata maps each to its module path). A model is compiled first, with the
-    defaults of `spikec compile`. `spikec simulate ARTIFACT --backend onnxruntime --compare intsim` checks the
-    export on data.
+    defaults of `spikec compile`. The file carries its artifact, so `spikec simulate FILE.onnx --backend
+    onnxruntime --compare intsim` checks the file on data against intsim.
 
     nir: the model traced and folded (batch norms into weights), one NIR node per conv, linear, LIF, IF, average
     pool and flatten; a model with ops NIR cannot express (attention, max pooling, residual adds) is refused,
@@ -39,6 +39,7 @@ def export_command(source, fmt, out_file):
     \b
     Examples:
       spikec export out/digits --to onnx -o digits.onnx
+      spikec simulate digits.onnx --backend onnxruntime --compare intsim
       spikec export model.pt --to nir -o model.nir
     """
     from spikec.files import check_output_file, write_file_atomically
@@ -57,17 +58,21 @@ def export_command(source, fmt, out_file):
 
 
 def _onnx(source, artifact: bool) -> tuple[bytes, str]:
-    from spikec.backends.onnx import export_onnx
+    import tempfile
 
-    if artifact:
-        from spikec.compiler import load_artifact
+    from spikec.backends.onnx import embed_artifact, export_onnx
+    from spikec.compiler import load_artifact
 
-        compiled = load_artifact(source.checkpoint)
-    else:
-        from spikec.api import compile_source
+    with tempfile.TemporaryDirectory(prefix="spikec-export-") as tmp:
+        directory = source.checkpoint
+        if not artifact:
+            from spikec.api import compile_source
 
-        _, compiled = compile_source(source)
-    model = export_onnx(compiled.graph, compiled.name)
+            directory = os.path.join(tmp, "artifact")
+            compile_source(source)[1].write(directory)
+        compiled = load_artifact(directory)
+        model = export_onnx(compiled.graph, compiled.name)
+        embed_artifact(model, directory)
     return model.SerializeToString(), (f"{compiled.name} to ONNX (opset {model.opset_import[0].version}, "
                                        f"{len(model.graph.node)} nodes, {len(model.graph.output) - 1} neuron layers)")
 

@@ -221,7 +221,8 @@ def _backend_list() -> str:
               help="Also write the report (text or json) to this file; it is written whole or not at all.")
 def simulate_command(source, backends, compare_with, lava_models, data, limit, batch_size, input_exp, input_range,
                      allow_saturation, calibrate, engine, fmt, out_file):
-    """Run MODEL (a model, or a directory written by `spikec compile`) on data with several backends.
+    """Run MODEL (a model, a directory written by `spikec compile`, or an ONNX file written by `spikec export`) on
+    data with several backends.
 
     Prints accuracy (when the data has labels), time per sample, prediction agreement between backends and
     the fraction of identical spikes on every neuron layer (float vs intsim). An artifact runs on intsim and on
@@ -236,14 +237,14 @@ def simulate_command(source, backends, compare_with, lava_models, data, limit, b
       spikec simulate examples/digits/checkpoints/spikingformer-cifar.pt --backend torch,float,intsim
       spikec simulate out/digits --data my_test.npz --format json
       spikec simulate out/digits-loihi2 --compare intsim --limit 20
-      spikec simulate out/digits --backend onnxruntime --compare intsim
+      spikec simulate digits.onnx --backend onnxruntime --compare intsim
       spikec simulate out/digits --data /data/val-shards --engine ray --workers 8 -o val.json
     """
     from spikec.files import check_output_file, write_file_atomically
     from spikec.simulation import SimulationPlan
 
     chosen = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
-    if source.checkpoint and os.path.isdir(source.checkpoint):
+    if source.checkpoint and (os.path.isdir(source.checkpoint) or source.checkpoint.endswith(".onnx")):
         if input_exp is not None or input_range is not None or allow_saturation or calibrate is not None:
             raise InputError(f"{source.checkpoint} is already compiled: --input-exp, --input-range, "
                              "--allow-saturation and --calibrate apply when simulating a model; recompile the "

@@ -37,6 +37,7 @@ import numpy as np
 
 from spikec import __version__
 from spikec.errors import InputError, IRError, UnsupportedError
+from spikec.files import current_umask
 from spikec.registry import TARGETS, target as registered_target
 from spikec.ir import Graph, dumps, parse_graph, print_graph, weight_table
 from spikec.ir.ops import OpCategory, op_traits
@@ -186,7 +187,7 @@ class Artifact:
         except OSError as exc:
             raise InputError(f"cannot write into {parent}: {exc.strerror}") from None
         try:
-            os.chmod(staging, 0o777 & ~_umask())
+            os.chmod(staging, 0o777 & ~current_umask())
             with open(os.path.join(staging, "model.ir"), "w") as f:
                 f.write(print_graph(self.graph))
             for file_name, text in self.files.items():
@@ -244,12 +245,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _holds_artifact(path: str) -> bool:

@@ -10,7 +10,7 @@ import tempfile
 
 from spikec.errors import InputError
 
-__all__ = ["require_regular_file", "check_output_file", "write_file_atomically", "MAX_INPUT_BYTES"]
+__all__ = ["require_regular_file", "check_output_file", "write_file_atomically", "current_umask", "MAX_INPUT_BYTES"]
 
 MAX_INPUT_BYTES = 8 << 30
 """The largest file (or uncompressed archive member) spikec reads into memory: 8 GiB."""
@@ -54,9 +54,17 @@ def write_file_atomically(path: str, content: str | bytes) -> None:
     check_output_file(path)
     handle, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(os.path.abspath(path)))
     try:
+        os.chmod(staging, 0o666 & ~current_umask())     # mkstemp makes it 0600: give it the user's umask
         with os.fdopen(handle, "wb") as f:
             f.write(content.encode() if isinstance(content, str) else content)
         os.replace(staging, path)
     except BaseException:
         os.unlink(staging)
         raise
+
+
+def current_umask() -> int:
+    """This process's umask (read by setting it, then restoring it: the only way before Python 3.13)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

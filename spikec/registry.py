@@ -70,7 +70,7 @@ def _intsim(plan, lava_models):
 def _onnxruntime(plan, lava_models):
     from spikec.simulation import onnxruntime_runner
 
-    return onnxruntime_runner(plan.compiled.graph, plan.compiled.output_scales[0])
+    return onnxruntime_runner(plan.compiled.graph, plan.compiled.output_scales[0], plan.onnx_file)
 
 
 def _lava(plan, lava_models):

@@ -342,6 +342,7 @@ class SimulationPlan:
     module: torch.nn.Module | None = None
     float_graph: object | None = None
     recipe: tuple | None = None     # (model, options): what SimulationPlan.of rebuilds this plan from
+    onnx_file: str | None = None    # the ONNX export the onnxruntime backend runs (else it exports the graph)
 
     @classmethod
     def of(cls, model, x=None, *, compiled=None, input_layout: str = "B", **compile_options) -> "SimulationPlan":
@@ -358,6 +359,11 @@ class SimulationPlan:
             path = os.fspath(model)
             if os.path.isdir(path):
                 return dataclasses.replace(cls.of(load_artifact(path)), recipe=(os.path.abspath(path), {}))
+            if path.endswith(".onnx"):       # a `spikec export` file: the artifact it carries, run from the file
+                from spikec.backends.onnx import load_embedded_artifact
+
+                return dataclasses.replace(cls.of(load_embedded_artifact(path)), recipe=(os.path.abspath(path), {}),
+                                           onnx_file=os.path.abspath(path))
             model = ModelSource(checkpoint=path)
         if isinstance(model, (Artifact, CompiledModel)):
             return cls(model.name, model, model.input_shape, model.input_layout, recipe=(model, {}))
@@ -530,17 +536,18 @@ def torch_runner(module: torch.nn.Module) -> Callable:
     return run
 
 
-def onnxruntime_runner(graph, output_scale: float) -> Callable:
-    """onnxruntime on the ONNX export of the compiled ``graph`` (:func:`spikec.backends.onnx.export_onnx`), made
-    once: its logits and the spikes of every neuron layer, as intsim gives them."""
+def onnxruntime_runner(graph, output_scale: float, onnx_file: str | None = None) -> Callable:
+    """onnxruntime on ``onnx_file``, or on the ONNX export of the compiled ``graph`` made here
+    (:func:`spikec.backends.onnx.export_onnx`): its logits and the spikes of every neuron layer, as intsim gives
+    them."""
     import onnxruntime
 
     from spikec.backends.onnx import export_onnx
 
     neuron_ops = ops_with(category=OpCategory.NEURON, phase=Phase.INTEGER)
     modules = [n.module for n in graph.nodes if n.op in neuron_ops]
-    session = onnxruntime.InferenceSession(export_onnx(graph).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
+    model = onnx_file if onnx_file is not None else export_onnx(graph).SerializeToString()
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
 
     def run(batch):
         logits, *spikes = session.run(["output_0", *(f"spikes_{i}" for i in range(len(modules)))],

@@ -34,7 +34,7 @@ from spikec.errors import UnsupportedError
 from spikec.ir import Graph, Node
 from spikec.ir.ops import OpCategory, Phase, ops_with
 
-__all__ = ["export_onnx", "ONNX_OPSET", "UNSUPPORTED"]
+__all__ = ["export_onnx", "embed_artifact", "load_embedded_artifact", "ONNX_OPSET", "UNSUPPORTED", "ARTIFACT_KEY"]
 
 ONNX_OPSET = 18         # BitwiseAnd on int64
 INT32_OFFSET = 1 << 31
@@ -338,3 +338,66 @@ def export_onnx(graph: Graph, name: str | None = None):
     onnx.helper.set_model_props(model, {f"spikes_{i}": node.module or "" for i, (node, _) in enumerate(spikes)})
     onnx.checker.check_model(model)
     return model
+
+
+ARTIFACT_KEY = "spikec.artifact"
+"""The ``metadata_props`` key under which an export carries its artifact (a base64 zip of the artifact's files),
+so that ``spikec simulate FILE.onnx --compare intsim`` has intsim's graph to compare with."""
+
+
+def embed_artifact(model, directory: str) -> None:
+    """Store the artifact directory's files in ``model``'s metadata (:data:`ARTIFACT_KEY`)."""
+    import base64
+    import io
+    import os
+    import zipfile
+
+    from spikec.compiler import ARTIFACT_FILES
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ARTIFACT_FILES:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path):
+                archive.write(path, name)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = ARTIFACT_KEY, base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def load_embedded_artifact(path: str):
+    """The artifact (:class:`spikec.compiler.Artifact`) an ONNX file written by ``spikec export`` carries; one
+    clear error for any other file."""
+    import base64
+    import binascii
+    import io
+    import os
+    import tempfile
+    import zipfile
+
+    import onnx
+
+    from spikec.compiler import ARTIFACT_FILES, load_artifact
+    from spikec.errors import InputError
+    from spikec.files import MAX_INPUT_BYTES, require_regular_file
+
+    require_regular_file(path, "an ONNX file")
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # not protobuf, truncated
+        raise InputError(f"{path} is not a readable ONNX file: {type(exc).__name__}: {exc}") from None
+    blob = next((p.value for p in model.metadata_props if p.key == ARTIFACT_KEY), None)
+    if blob is None:
+        raise InputError(f"{path} was not written by `spikec export --to onnx` (it carries no spikec artifact): "
+                         "spikec simulates the ONNX files it exports")
+    with tempfile.TemporaryDirectory(prefix="spikec-onnx-") as directory:
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(blob, validate=True)))
+            members = [info for info in archive.infolist() if info.filename in ARTIFACT_FILES]  # nothing else
+            if sum(info.file_size for info in members) > MAX_INPUT_BYTES:
+                raise ValueError("it unpacks to more than spikec reads into memory")
+            for info in members:
+                with open(os.path.join(directory, info.filename), "wb") as f:
+                    f.write(archive.read(info))
+        except (binascii.Error, zipfile.BadZipFile, ValueError) as exc:
+            raise InputError(f"{path}: its embedded spikec artifact is damaged ({exc})") from None
+        return load_artifact(directory)

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 
 from spikec.errors import InputError
+from spikec.files import current_umask
 from spikec.reporting.plots import PLOT_FILES, write_plots
 
 __all__ = ["to_text", "to_markdown", "write_outputs", "check_report_dir", "REPORT_FILES"]
@@ -129,9 +130,7 @@ def write_outputs(report: dict, out_dir: str, fmt: str, raster=None, raster_of=N
             text = to_markdown(report, plots) if fmt == "markdown" else to_text(report)
             with open(os.path.join(staging, "report.md" if fmt == "markdown" else "report.txt"), "w") as f:
                 f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(staging, 0o777 & ~mask)
+        os.chmod(staging, 0o777 & ~current_umask())
         if os.path.isdir(out_dir):      # the previous report moves aside until the new one is in place
             previous = tempfile.mkdtemp(prefix=".spikec-report-old-", dir=parent)
             os.rmdir(previous)

@@ -20,6 +20,7 @@ from spikec.backends.onnx import export_onnx
 from spikec.cli import main
 from spikec.datasets import load_digits_split
 from spikec.errors import UnsupportedError
+from spikec.files import current_umask
 from spikec.frontends.torch import ModelSource
 from spikec.models import zoo_names
 
@@ -93,14 +94,29 @@ def test_a_float_graph_is_refused_naming_the_ops(tmp_path):
     assert "lif" in message and "(first at conv2d" in message
 
 
-def test_simulate_checks_onnxruntime_against_intsim(tmp_path):
+def test_simulate_checks_the_exported_file_against_intsim(tmp_path):
+    """The file carries its artifact, so simulate runs the file on onnxruntime and its graph on intsim."""
     code, _, err = run("compile", os.path.join(DIGITS, "spikformer-cifar.pt"), "-o", tmp_path / "art")
     assert code == 0, err
-    code, out, err = run("simulate", tmp_path / "art", "--compare", "intsim", "--limit", "100", "--format", "json")
-    assert code == 0, err
-    report = json.loads(out)
-    assert report["bit_exact"] == {"intsim/onnxruntime": True}
-    assert report["backends"]["onnxruntime"]["accuracy"] == report["backends"]["intsim"]["accuracy"]
+    assert run("export", tmp_path / "art", "--to", "onnx", "-o", tmp_path / "m.onnx")[0] == 0
+    assert oct(os.stat(tmp_path / "m.onnx").st_mode & 0o777) == oct(0o666 & ~current_umask())
+    for model in (tmp_path / "m.onnx", tmp_path / "art"):
+        code, out, err = run("simulate", model, "--backend", "onnxruntime", "--compare", "intsim", "--limit", "100",
+                             "--format", "json")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["bit_exact"] == {"intsim/onnxruntime": True}
+        assert report["backends"]["onnxruntime"]["accuracy"] == report["backends"]["intsim"]["accuracy"] > 0.9
+
+
+def test_an_onnx_file_spikec_did_not_write_is_refused(tmp_path):
+    _, compiled = compile_source(ModelSource(checkpoint=os.path.join(DIGITS, "sdt-cifar.pt")))
+    onnx.save(export_onnx(compiled.graph), str(tmp_path / "bare.onnx"))        # no artifact inside
+    (tmp_path / "junk.onnx").write_bytes(b"\x00not protobuf")
+    for name, message in (("bare.onnx", "was not written by `spikec export --to onnx`"),
+                          ("junk.onnx", "is not a readable ONNX file")):
+        code, _, err = run("simulate", tmp_path / name, "--backend", "onnxruntime")
+        assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
 def test_a_model_is_compiled_with_the_defaults_then_exported(tmp_path):
