@@ -278,19 +278,16 @@ def _npz_x_shape(path: str) -> tuple[int, ...]:
 
 
 def _shard_labels(name: str, files: list[str], counts: list[int]) -> np.ndarray | None:
-    labelled = []
-    for path in files:
-        with zipfile.ZipFile(path) as archive:
-            labelled.append("y.npy" in archive.namelist())
-    if not any(labelled):
-        return None
-    if not all(labelled):
-        missing = [os.path.basename(p) for p, has in zip(files, labelled) if not has]
-        raise InputError(f"{name}: some shards have labels y and some do not (without: {', '.join(missing[:4])})")
+    """Every shard's ``y`` (only that member is read), or None when no shard has labels."""
     labels = []
     for path, count in zip(files, counts):
         with np.load(path, allow_pickle=False) as npz:
-            labels.append(_labels(path, npz["y"], count, 0))
+            labels.append(_labels(path, npz["y"], count, 0) if "y" in npz.files else None)
+    if all(y is None for y in labels):
+        return None
+    missing = [os.path.basename(p) for p, y in zip(files, labels) if y is None]
+    if missing:
+        raise InputError(f"{name}: some shards have labels y and some do not (without: {', '.join(missing[:4])})")
     return np.concatenate(labels)
 
 

@@ -169,7 +169,22 @@ def _start_method_kept():
             multiprocessing.set_start_method(None, force=True)
 
 
-class _LocalWorker:
+class _Worker:
+    """A worker that runs one shard at a time: ``submit`` one, tell whether a failure means it ``died``, and
+    ``stop``; a restart is a stop and a fresh start."""
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        self.stop()
+        self._start()
+
+
+class _LocalWorker(_Worker):
     """One spawned process (a one-worker process pool; it starts its process at the first submit)."""
 
     def __init__(self, threads: int):
@@ -187,10 +202,6 @@ class _LocalWorker:
     def died(self, exc: BaseException) -> bool:
         return isinstance(exc, concurrent.futures.process.BrokenProcessPool)
 
-    def restart(self) -> None:
-        self.stop()
-        self._start()
-
     def stop(self) -> None:
         # shutdown() waits for a running shard to end: a stopped run ends its workers' processes now
         for process in list(getattr(self.pool, "_processes", {}).values()):
@@ -205,7 +216,9 @@ class _ShardActor:
         return _call(task, shard)
 
 
-class _RayWorker:
+class _RayWorker(_Worker):
+    """One Ray actor."""
+
     def __init__(self, ray, actor_class):
         self.ray, self.actor_class = ray, actor_class
         self._start()
@@ -218,10 +231,6 @@ class _RayWorker:
 
     def died(self, exc: BaseException) -> bool:
         return isinstance(exc, self.ray.exceptions.RayActorError)
-
-    def restart(self) -> None:
-        self.stop()
-        self._start()
 
     def stop(self) -> None:
         self.ray.kill(self.actor, no_restart=True)
