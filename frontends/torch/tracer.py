@@ -79,19 +79,35 @@ _LIBRARY_FILES = (os.path.abspath(snn.__file__), os.path.abspath(contextlib.__fi
 
 def _display_path(path: str) -> str:
     """A stable, machine-independent path: spikec's own files relative to the spikec checkout
-    (``spikec/models/spikformer.py``); the user's files relative to the working directory when they are
-    under it (``src/model.py``, which CI code scanning maps back to the repository), else to the sys.path
-    entry holding them."""
+    (``spikec/models/spikformer.py``); an installed package's relative to its site-packages
+    (``spikingjelly/activation_based/model/spikformer.py``); the user's files relative to the working directory
+    when they are under it (``src/model.py``, which CI code scanning maps back to the repository), else to the
+    sys.path entry holding them."""
     path = os.path.abspath(path)
     spikec_root = os.path.dirname(os.path.dirname(os.path.abspath(snn.__file__)))
     if path.startswith(os.path.join(spikec_root, "spikec") + os.sep):
         return os.path.relpath(path, spikec_root)
+    roots = [os.path.abspath(p) for p in sys.path if p]
+    # an installed package (spikingjelly's models) by its import path, even in a virtual environment under the cwd
+    installed = [r for r in roots if os.path.basename(r) in ("site-packages", "dist-packages")
+                 and path.startswith(r + os.sep)]
+    if installed:
+        return os.path.relpath(path, max(installed, key=len))
     cwd = os.getcwd()
     if path.startswith(cwd.rstrip(os.sep) + os.sep):
         return os.path.relpath(path, cwd)
-    roots = [os.path.abspath(p) for p in sys.path if p]
     best = max((r for r in roots if path.startswith(r.rstrip(os.sep) + os.sep)), key=len, default=None)
     return os.path.relpath(path, best) if best else path
+
+
+def _spikingjelly_library(filename: str) -> bool:
+    """Whether ``filename`` is spikingjelly's own machinery (its layer wrappers, functional helpers, neurons),
+    which calls the op a model line asked for; its ``model`` packages are model code like the user's."""
+    package = sys.modules.get("spikingjelly")
+    root = os.path.dirname(os.path.abspath(package.__file__)) + os.sep if getattr(package, "__file__", None) else None
+    if root is None or not filename.startswith(root):
+        return False
+    return f"{os.sep}model{os.sep}" not in filename[len(root):]
 
 
 def _user_frame(frames=None) -> tuple[str, int] | None:
@@ -100,7 +116,7 @@ def _user_frame(frames=None) -> tuple[str, int] | None:
         if frame.filename.startswith("<"):
             continue
         filename = os.path.abspath(frame.filename)
-        if filename.startswith(_LIBRARY_PREFIXES) or filename in _LIBRARY_FILES:
+        if filename.startswith(_LIBRARY_PREFIXES) or filename in _LIBRARY_FILES or _spikingjelly_library(filename):
             continue
         return _display_path(filename), frame.lineno
     return None
@@ -599,6 +615,36 @@ def _h_getitem(tracer, func, args, kwargs, out):
     return value, source.role
 
 
+def _part_bounds(func, args, kwargs, size: int) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` ranges of ``chunk(n)``, ``split(size)`` or ``split([sizes])`` along an axis of
+    ``size`` elements, as torch cuts them."""
+    if func.__name__ == "chunk":
+        chunks = int(args[1] if len(args) > 1 else kwargs["chunks"])
+        step = -(-size // chunks)
+        sizes = [min(step, size - start) for start in range(0, size, step)]
+    else:
+        spec = args[1] if len(args) > 1 else kwargs["split_size_or_sections"]
+        sizes = [int(s) for s in spec] if isinstance(spec, (list, tuple)) else \
+            [min(int(spec), size - start) for start in range(0, size, int(spec))]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [(start, start + n) for start, n in zip(starts, sizes)]
+
+
+def _h_split(tracer, func, args, kwargs, out):
+    """``chunk`` and ``split`` along a sample axis: one ``slice`` op per part (the q/k/v split of a fused
+    projection)."""
+    source = _primary(tracer, args[0])
+    dim = _norm_dim(int(args[2] if len(args) > 2 else kwargs.get("dim", 0)), args[0].dim())
+    axis = _ir_axis(source.role, dim)
+    _sample_dims_ok(Role.TB, [axis])
+    size = args[0].shape[dim]
+    for part, (start, stop) in zip(out, _part_bounds(func, args, kwargs, size)):
+        value = source.value if (start, stop) == (0, size) else \
+            tracer.emit("slice", [source.value], {"axis": axis, "start": start, "stop": stop})
+        tracer.bind(part, value, source.role)
+    return None
+
+
 def _binary_roles(a: Traced, b: Traced) -> Role:
     roles = {a.role, b.role}
     if roles == {Role.TB, Role.BATCH} or len(roles) == 1:
@@ -672,10 +718,11 @@ _HANDLERS: dict[str, Callable] = {
     "max_pool3d": _h_max_pool3d, "avg_pool2d": _h_avg_pool2d,
     "dropout": _h_dropout, "contiguous": _h_alias, "clone": _h_alias, "detach": _h_alias, "float": _h_to,
     "to": _h_to, "type_as": _h_to,
-    "flatten": _h_view, "reshape": _h_view, "view": _h_view, "unsqueeze": _h_view, "squeeze": _h_view,
+    "flatten": _h_view, "unflatten": _h_view, "reshape": _h_view, "view": _h_view, "unsqueeze": _h_view,
+    "squeeze": _h_view,
     "permute": _h_permute, "transpose": _h_permute, "swapaxes": _h_permute, "swapdims": _h_permute,
     "repeat": _h_repeat, "mean": _h_mean, "sum": _h_sum, "adaptive_avg_pool2d": _h_adaptive_avg_pool2d,
-    "__getitem__": _h_getitem,
+    "__getitem__": _h_getitem, "chunk": _h_split, "split": _h_split,
     "add": _h_add, "__add__": _h_add, "__radd__": _h_add,
     "mul": _h_mul, "__mul__": _h_mul, "__rmul__": _h_mul,
     "div": _h_div, "__truediv__": _h_div, "true_divide": _h_div,

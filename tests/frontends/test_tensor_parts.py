@@ -1,0 +1,70 @@
+"""Splitting and unflattening traced tensors (spikingjelly 2.0's models split a fused q/k/v projection with
+``chunk`` and undo their time-batch merge with ``unflatten``): ``chunk`` and ``split`` become one ``slice`` op per
+part, ``unflatten`` a view, and the traced graph computes what the module does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import spikec
+from spikec.backends.float.interpreter import run_float
+from spikec.errors import InputError
+from spikec.frontends.torch import trace_module
+
+pytestmark = pytest.mark.core
+
+
+class FusedProjection(nn.Module):
+    """One conv makes q, k and v; the parts are cut with ``chunk`` (equal) or ``split`` (given sizes)."""
+
+    def __init__(self, cut: str, sizes: list[int]):
+        super().__init__()
+        torch.manual_seed(0)
+        self.cut = cut
+        self.conv = nn.Conv1d(4, 12, 1)
+        self.lif = spikec.nn.MultiStepLIF(tau=2.0, v_threshold=0.3)
+        self.heads = nn.ModuleList(nn.Linear(n, 3) for n in sizes)
+
+    def forward(self, x):                                          # x: [B, 4, N]
+        x = x.unsqueeze(0).repeat(2, 1, 1, 1)                      # [T, B, 4, N]
+        y = self.conv(x.flatten(0, 1)).unflatten(0, (2, x.shape[1]))
+        s = self.lif(y * 2)                                        # [T, B, 12, N]
+        if self.cut == "chunk":
+            parts = s.chunk(3, dim=2)
+        elif self.cut == "split":
+            parts = s.split([4, 4, 4], dim=-2)
+        else:
+            parts = torch.split(s, 5, dim=2)                       # parts of 5, 5 and 2 channels
+        q, k, v = (head(part.mean(0).mean(-1)) for head, part in zip(self.heads, parts))
+        return q + k + v
+
+
+@pytest.mark.parametrize("cut, sizes", [("chunk", [4, 4, 4]), ("split", [4, 4, 4]), ("split-size", [5, 5, 2])])
+def test_chunk_and_split_are_slices_and_trace_exactly(cut, sizes):
+    model = FusedProjection(cut, sizes).eval()
+    x = torch.rand(3, 4, 6, generator=torch.Generator().manual_seed(1))
+    graph = trace_module(model, x[:1]).graph
+    slices = [n for n in graph.nodes if n.op == "slice"]
+    assert [n.attrs["stop"] - n.attrs["start"] for n in slices] == sizes
+    assert {n.attrs["axis"] for n in slices} == {2}
+    run = run_float(graph, [x], keep_values=True)
+    with torch.no_grad():
+        assert torch.equal(run.outputs[0], model(x))
+    assert all(run.of(n).mean() > 0.05 for n in graph.nodes if n.op == "lif")
+
+
+class SplitsTime(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lif = spikec.nn.MultiStepLIF(tau=2.0)
+
+    def forward(self, x):                                          # x: [T, B, 4]
+        first, _ = self.lif(x).chunk(2, dim=0)
+        return first.mean(0)
+
+
+def test_a_split_along_time_is_one_line_naming_it():
+    with pytest.raises(InputError, match=r"Tensor\.chunk: mixes the time or batch axis with sample axes"):
+        trace_module(SplitsTime(), torch.rand(4, 1, 4), input_layout="TB")
