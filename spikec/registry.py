@@ -12,6 +12,7 @@ per-layer spikes, :func:`spikec.simulation.simulate`).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from typing import Callable
 
 __all__ = ["Target", "Backend", "TARGETS", "BACKENDS", "target"]
@@ -32,6 +33,22 @@ class Backend:
     needs: str                                  # "PyTorch model", "float graph" or "compiled model"
     targets: tuple[str, ...] | None             # targets whose compiled models it runs (None: any)
     make_runner: Callable                       # (plan, lava_models) -> runner
+    package: str | None = None                  # the optional package it runs on, checked before any work
+    install: str = ""                           # how to install that package
+
+    def check_installed(self) -> None:
+        """One line saying how to install the backend's package when it is missing (exit 2, before any work)."""
+        from spikec.errors import InputError
+
+        if self.package is None:
+            return
+        try:
+            found = importlib.util.find_spec(self.package) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            raise InputError(f"the {self.name} backend needs {self.package.split('.')[0]}, which is not installed: "
+                             f"{self.install}")
 
     def runs(self, plan) -> bool:
         """Whether this backend can run what ``plan`` (a :class:`spikec.simulation.SimulationPlan`) holds."""
@@ -91,7 +108,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("float", "the float interpreter of the traced IR", "float graph", None, _float),
     Backend("intsim", "the integer simulator of the compiled graph", "compiled model", None, _intsim),
     Backend("lava", "Lava's bit-accurate CPU models (Loihi2SimCfg, fixed_pt)", "compiled model", ("loihi2",),
-            _lava),
+            _lava, "lava.magma.core", "pip install 'spikec[lava]' (lava-nc 0.10.0 runs on Python 3.10)"),
     Backend("onnxruntime", "onnxruntime on the graph's ONNX export (spikec export)", "compiled model", None,
             _onnxruntime),
 )}

@@ -394,6 +394,8 @@ class SimulationPlan:
 
     def choose(self, backends, compare: str | None) -> list[str]:
         """The backends to run, in order (a ``compare`` reference first), or one clear error."""
+        from spikec.registry import BACKENDS
+
         if backends is None and compare:
             backends = ["lava"] if self.compiled.target == "loihi2" else ["onnxruntime"]
         elif backends is None:   # a model without a PyTorch module (a NIR graph) runs on the float interpreter
@@ -405,6 +407,8 @@ class SimulationPlan:
                              f"got {','.join(chosen)}")
         for name in chosen:
             self._check_available(name)
+        for name in chosen:
+            BACKENDS[name].check_installed()
         if compare is not None:
             if compare != "intsim":
                 raise InputError(f"--compare takes intsim, got {compare!r}")

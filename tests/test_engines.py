@@ -54,7 +54,7 @@ SHARDS = shards_of(100, 8, 2)
 EXPECTED = [_square_sum(s) for s in SHARDS]
 
 
-@pytest.mark.parametrize("engine", [Engine(), Engine("local", 2), Engine("ray", 2)], ids=["in-process", "local-2",
+@pytest.mark.parametrize("engine", [Engine(), Engine("local", 2), pytest.param(Engine("ray", 2), marks=pytest.mark.ray)], ids=["in-process", "local-2",
                                                                                           "ray-2"])
 def test_every_engine_returns_the_shards_results_in_shard_order(engine):
     progressed = []
@@ -72,6 +72,7 @@ def test_a_failed_shard_is_named_and_runs_again_with_retries(tmp_path, how):
     assert map_shards(_FailsOnce(str(tmp_path / "b"), how), SHARDS, Engine("local", 2, retries=1)) == EXPECTED
 
 
+@pytest.mark.ray
 def test_a_dead_ray_actor_is_replaced_for_the_retry(tmp_path):
     assert map_shards(_FailsOnce(str(tmp_path / "c"), "exit"), SHARDS, Engine("ray", 2, retries=1)) == EXPECTED
 
@@ -93,6 +94,7 @@ def test_engine_options_are_checked(kwargs, message):
     assert str(error.value) == message
 
 
+@pytest.mark.ray
 def test_an_unreachable_ray_cluster_is_one_clear_error():
     with pytest.raises(InputError, match=r"^cannot reach the Ray cluster at 127\.0\.0\.1:1: "):
         map_shards(_square_sum, SHARDS, Engine("ray", 2, address="127.0.0.1:1"))

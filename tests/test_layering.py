@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.core
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # folder in the repository -> spikec packages its modules must not import

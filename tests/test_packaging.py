@@ -3,11 +3,14 @@ run time (the report schema) and its entry points."""
 
 from __future__ import annotations
 
+import pytest
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
+
+pytestmark = pytest.mark.core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

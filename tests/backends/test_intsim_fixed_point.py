@@ -26,6 +26,8 @@ from spikec.backends.intsim.kernels import (
     image_to_torch, lif_step, xy_from_hw,
 )
 
+pytestmark = pytest.mark.core
+
 INT40 = st.integers(-(1 << 40), 1 << 40)
 
 

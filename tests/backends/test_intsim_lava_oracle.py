@@ -49,6 +49,8 @@ from spikec.backends.intsim import fixed_point as fp
 from spikec.backends.intsim.fixed_point import INT32_MAX, INT32_MIN, STATE_LIMIT, V_MAX, SignMode, prepare_dense_weights
 from spikec.backends.intsim.kernels import LifParams, LifState, conv, dense, lif_step
 
+pytestmark = pytest.mark.lava
+
 LAVA_TIMEOUT_S = 60
 """A small network compiles and runs in well under a second; one that takes a minute is hung."""
 

@@ -5,6 +5,7 @@ the float32 and float64 fast paths."""
 
 from __future__ import annotations
 
+import pytest
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,8 @@ from spikec.backends.intsim.interpreter import INT_RULES
 from spikec.backends.intsim.kernels import (conv, conv_weight_from_torch, dense, image_from_torch, image_to_torch,
                                             xy_from_hw)
 from spikec.ir import Graph, TensorType
+
+pytestmark = pytest.mark.core
 
 
 def _node(op: str, input_shape, attrs):

@@ -16,6 +16,8 @@ from spikec.api import folded_graph
 from spikec.cli import main
 from spikec.frontends.torch import ModelSource
 
+pytestmark = pytest.mark.core
+
 CONV_LIF = '''
 import torch
 from torch import nn

@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from spikec.cli import main
 from spikec.models import build_model
 
+pytestmark = pytest.mark.core
+
 CONFIG = {"depth": 1, "embed_dim": 16, "num_heads": 2, "img_size": 8, "in_channels": 1, "T": 2}
 ARCH = "spikingformer-cifar"
 

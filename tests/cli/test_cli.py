@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from spikec.cli import main
 
+pytestmark = pytest.mark.core
+
 TINY = '{"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 16, "T": 2}'
 
 

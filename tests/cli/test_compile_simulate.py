@@ -12,6 +12,8 @@ from click.testing import CliRunner
 
 from spikec.cli import main
 
+pytestmark = pytest.mark.core
+
 TINY = '{"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 8, "in_channels": 1, "T": 2}'
 MODEL = ["--arch", "spikingformer-cifar", "--model-args", TINY]
 

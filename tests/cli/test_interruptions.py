@@ -39,6 +39,7 @@ def loihi2_artifact(tmp_path_factory):
     return out
 
 
+@pytest.mark.lava
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
 def test_a_stopped_lava_run_leaves_no_shared_memory_or_processes(loihi2_artifact, tmp_path, sig):
     before = _lava_leftovers()

@@ -46,6 +46,7 @@ def loihi2_artifact(tmp_path_factory):
     return out
 
 
+@pytest.mark.ray
 def test_simulate_gives_the_same_report_on_every_engine_and_worker_count():
     """The digits test split, torch and intsim: accuracy, predictions, agreement, per-layer spike agreement and
     fidelity equal key for key with 1 worker, 2 local processes and 2 Ray actors."""
@@ -57,6 +58,7 @@ def test_simulate_gives_the_same_report_on_every_engine_and_worker_count():
 
 
 @pytest.mark.slow
+@pytest.mark.lava
 def test_lava_stays_bit_exact_with_intsim_on_two_workers(loihi2_artifact):
     args = (loihi2_artifact, "--backend", "lava", "--compare", "intsim", "--limit", "16", "--batch-size", "8")
     one = _simulate(*args)
@@ -65,6 +67,8 @@ def test_lava_stays_bit_exact_with_intsim_on_two_workers(loihi2_artifact):
 
 
 @pytest.mark.slow
+@pytest.mark.lava
+@pytest.mark.ray
 def test_lava_stays_bit_exact_with_intsim_on_ray(loihi2_artifact):
     args = (loihi2_artifact, "--backend", "lava", "--compare", "intsim", "--limit", "64", "--batch-size", "16")
     one = _simulate(*args)
@@ -137,6 +141,7 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
+@pytest.mark.lava
 def test_a_stopped_run_leaves_no_output_file_and_no_worker(tmp_path, loihi2_artifact):
     """SIGTERM while two workers run Lava shards: exit 143, no output file (not even a part), no process left."""
     marker = f"SPIKEC_TEST_RUN={os.getpid()}-{time.monotonic_ns()}"
@@ -176,7 +181,8 @@ def test_without_ray_the_ray_engine_is_one_clear_error(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--address", "10.0.0.1:6379"], "--address names a Ray cluster: it needs --engine ray"),
-    (["--engine", "ray", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
+    pytest.param(["--engine", "ray", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1",
+                 marks=pytest.mark.ray),
 ])
 def test_engine_misuse_is_one_line(args, message):
     code, _, err = run("simulate", DIGITS_MODEL, "--limit", "4", *args)

@@ -16,6 +16,8 @@ from click.testing import CliRunner
 
 from spikec.cli import main
 
+pytestmark = pytest.mark.core
+
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 SJ_MODEL = os.path.join(FIXTURES, "sj_model.py")
 TINY = '{"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 8, "in_channels": 1, "T": 2}'
@@ -49,6 +51,7 @@ def _firing_sj_weights(path, activation_based: bool) -> None:
     torch.save(model.state_dict(), path)
 
 
+@pytest.mark.spikingjelly_legacy
 @pytest.mark.parametrize("activation_based", [False, True])
 def test_torch_backend_resets_spikingjelly_neurons_between_batches(tmp_path, activation_based):
     weights = tmp_path / "w.pt"
@@ -197,6 +200,26 @@ def test_lava_on_a_checkpoint_says_what_lava_runs(tmp_path):
     assert code == 2
     assert err == ("spikec: error: the lava backend runs an artifact compiled with --target loihi2: run "
                    "`spikec compile MODEL --target loihi2 -o OUT`, then `spikec simulate OUT --backend lava`\n")
+
+
+def test_without_lava_loihi2_compiles_and_the_lava_backend_says_how_to_install_it(tmp_path):
+    """Lava is an extra: where it is missing (here an importable ``lava`` that fails as a missing one does),
+    compile --target loihi2 still writes the whole artifact, and --backend lava is one line saying what to
+    install, exit 2, before anything runs."""
+    shim = tmp_path / "shim" / "lava"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'lava'\", name='lava')\n")
+    env = {**os.environ, "PYTHONPATH": str(shim.parent)}
+    out = tmp_path / "out"
+    compiled = subprocess.run([sys.executable, "-m", "spikec", "compile", *MODEL, "--target", "loihi2", "-o",
+                               str(out)], env=env, capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    assert (out / "lava_net.py").is_file()
+    result = subprocess.run([sys.executable, "-m", "spikec", "simulate", str(out), "--backend", "lava", "--compare",
+                             "intsim", "--data", str(_image_data(tmp_path))], env=env, capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (
+        2, "spikec: error: the lava backend needs lava, which is not installed: pip install 'spikec[lava]' "
+           "(lava-nc 0.10.0 runs on Python 3.10)\n")
 
 
 def test_debug_is_accepted_after_the_subcommand():

@@ -22,6 +22,8 @@ from spikec.frontends.torch.neurons import is_neuron
 from spikec.models import build_model
 from spikec.testing import assert_spike_driven
 
+pytestmark = pytest.mark.core
+
 ROOT = Path(__file__).resolve().parents[2]
 SARIF_SCHEMA = ROOT / "tests" / "data" / "sarif-schema-2.1.0.json"
 MODELS = ROOT / "tests" / "passes" / "verify_models.py"

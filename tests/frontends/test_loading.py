@@ -15,6 +15,8 @@ from spikec.backends.float.interpreter import run_float
 from spikec.errors import InputError
 from spikec.frontends.torch import ModelSource, load_model, trace_module, trace_source
 
+pytestmark = pytest.mark.core
+
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 SJ_MODEL = os.path.join(FIXTURES, "sj_model.py")
 
@@ -57,6 +59,7 @@ def test_official_style_state_dicts_load_into_the_zoo(tmp_path, wrap):
     assert torch.equal(loaded.module.eval()(x), source_model(x))
 
 
+@pytest.mark.spikingjelly_legacy
 def test_spikingjelly_model_built_for_cupy_traces_exactly():
     from spikingjelly.clock_driven import functional
 
@@ -76,6 +79,7 @@ def test_spikingjelly_model_built_for_cupy_traces_exactly():
 RESFORMER_LIKE = os.path.join(FIXTURES, "resformer_like", "model.py")
 
 
+@pytest.mark.spikingjelly_legacy
 def test_a_file_of_a_package_loads_with_its_relative_imports_and_its_neuron_subclasses_trace_exactly():
     # SpikingResformer's layout: models/spikingresformer.py does `from .submodules.layers import LIF`, and LIF is
     # a subclass of activation_based.LIFNode built for CuPy that only fixes the base class's arguments.
@@ -92,6 +96,7 @@ def test_a_file_of_a_package_loads_with_its_relative_imports_and_its_neuron_subc
     assert all(run.of(n).mean() > 0.01 for n in graph.nodes if n.op == "lif")     # both neuron layers fire
 
 
+@pytest.mark.spikingjelly_legacy
 def test_a_neuron_subclass_that_changes_the_dynamics_is_refused_by_name():
     message = _error(ModelSource(model=f"{RESFORMER_LIKE}:TinyResformer", input_shape=(1, 1, 6, 6),
                                  model_args={"neuron": "leaky"}))
@@ -172,6 +177,7 @@ def test_pickled_module_is_refused_unless_allowed(tmp_path):
     assert type(loaded.module).__name__ == "Spikingformer"
 
 
+@pytest.mark.spikingjelly_legacy
 def test_unknown_neuron_and_unsupported_ops_are_reported_together(tmp_path):
     code = tmp_path / "weird.py"
     code.write_text(
@@ -207,13 +213,15 @@ def test_indexing_other_than_slices_is_one_line_naming_it(tmp_path):
 @pytest.mark.parametrize("reference, message", [
     ("model.py", "--model 'model.py': expected FILE.py:NAME or package.module:NAME"),
     ("missing.py:Net", "--model missing.py:Net: missing.py: no such file"),
-    (f"{SJ_MODEL}:Nope", f"--model {SJ_MODEL}:Nope: {SJ_MODEL} defines no 'Nope'"),
+    pytest.param(f"{SJ_MODEL}:Nope", f"--model {SJ_MODEL}:Nope: {SJ_MODEL} defines no 'Nope'",
+                 marks=pytest.mark.spikingjelly_legacy),
     ("no_such_pkg.mod:Net", "--model no_such_pkg.mod:Net: cannot import no_such_pkg.mod: No module named 'no_such_pkg'"),
 ])
 def test_bad_model_references(reference, message):
     assert _error(ModelSource(model=reference, input_shape=(1, 3, 8, 8))) == message
 
 
+@pytest.mark.spikingjelly_legacy
 def test_model_args_that_the_factory_rejects():
     message = _error(ModelSource(model=f"{SJ_MODEL}:build", model_args={"width": 3}, input_shape=(1, 3, 8, 8)))
     assert re.fullmatch(r'building .*sj_model.py:build with --model-args \{"width": 3\} failed: TypeError: '

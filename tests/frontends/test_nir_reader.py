@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from spikec.cli import main
 from spikec.frontends.torch import ModelSource, trace_source
 
+pytestmark = pytest.mark.core
+
 RNG = np.random.default_rng(0)
 W1 = RNG.normal(0.1, 0.5, (16, 8)).astype(np.float32)
 W2 = np.abs(RNG.normal(0.2, 0.5, (4, 16))).astype(np.float32)

@@ -14,6 +14,8 @@ from spikec.errors import IRError
 from spikec.ir import (OPS, Graph, Location, TensorType, dumps, graph_difference, loads, parse_graph, print_graph,
                        to_networkx, verify_graph, weight_table)
 
+pytestmark = pytest.mark.core
+
 
 def _input(graph: Graph, shape, layout="B"):
     return graph.create_node("input", [], {"name": "x", "layout": layout}, output_types=[TensorType(shape)]).output

@@ -11,6 +11,8 @@ from helpers import graph_from_text
 from spikec.errors import InputError
 from spikec.passes.quantize import Calibration, Quantize, QuantizeOptions
 
+pytestmark = pytest.mark.core
+
 ENCODER = """\
 graph @enc {
   %0 = input() {name = "x", layout = "B"} : f32[1,2,3,8,8]

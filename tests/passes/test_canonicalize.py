@@ -3,6 +3,7 @@ repeats it until a run changes nothing."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from helpers import graph_from_text
@@ -10,6 +11,8 @@ from spikec.backends.float.interpreter import run_float
 from spikec.ir import print_graph
 from spikec.passes.canonicalize import Canonicalize
 from spikec.passes.manager import PassManager
+
+pytestmark = pytest.mark.core
 
 BEFORE = """\
 graph @views {

@@ -3,6 +3,7 @@ next weights); with power-of-two scales the float result is identical, spike for
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from conftest import small_input, small_model
@@ -11,6 +12,8 @@ from spikec.backends.float.interpreter import run_float
 from spikec.frontends.torch import trace_module
 from spikec.ir import print_graph
 from spikec.passes.fold_scales import FoldScales
+
+pytestmark = pytest.mark.core
 
 BEFORE = """\
 graph @attn {

@@ -26,6 +26,8 @@ from spikec.passes.scale_classes import ScaleClassAnalysis
 from spikec.passes.spike_driven import SpikeDriven
 from spikec.passes.value_domains import ValueDomains
 
+pytestmark = pytest.mark.core
+
 FOLDABLE = """\
 graph @g {
   %0 = input() {name = "x", layout = "TB"} : f32[2,1,4]

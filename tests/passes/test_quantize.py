@@ -19,6 +19,8 @@ from spikec.errors import InputError, PassError
 from spikec.ir import Graph, TensorType, print_graph
 from spikec.passes.quantize import Quantize, QuantizeOptions, _quantize_weights
 
+pytestmark = pytest.mark.core
+
 
 def _neuron_graph(T: int, shape, tau: float, vth: float) -> Graph:
     g = Graph("neuron")

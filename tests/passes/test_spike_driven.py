@@ -33,6 +33,8 @@ from spikec.passes.value_domains import ValueDomains
 sys.path.insert(0, str(Path(__file__).parent))
 from verify_models import IntProducts, PooledSpikes  # noqa: E402
 
+pytestmark = pytest.mark.core
+
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "verify"
 UPDATE = os.environ.get("SPIKEC_UPDATE_GOLDEN") == "1"
 DEPTH = 2

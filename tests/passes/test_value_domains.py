@@ -17,6 +17,8 @@ from spikec.models import build_model, default_input_shape
 from spikec.passes import value_domains
 from spikec.passes.value_domains import DOMAIN_RULES, REAL, SPIKE, Domain, ValueDomains
 
+pytestmark = pytest.mark.core
+
 SHAPE = (2, 1, 3, 4)  # [T, B, rows, cols]
 
 

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from spikec.cli import main
 from spikec.reporting import MODEL_NAMES
 
+pytestmark = pytest.mark.core
+
 TINY = '{"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 8, "in_channels": 1, "T": 2}'
 DIGITS = "examples/digits/checkpoints"
 SCHEMA = json.loads(resources.files("spikec.schemas").joinpath("report.schema.json").read_text())

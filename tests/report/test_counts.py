@@ -16,6 +16,8 @@ from spikec.models import build_model
 from spikec.reporting import make_report, measure
 from spikec.reporting.build import Subject
 
+pytestmark = pytest.mark.core
+
 CONFIG = {"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 8, "in_channels": 1, "T": 2}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import json
 import os
 
@@ -10,6 +11,8 @@ from click.testing import CliRunner
 
 from spikec.backends.lava import compare, resources
 from spikec.cli import main
+
+pytestmark = pytest.mark.lava
 
 TINY = '{"depth": 1, "embed_dim": 16, "num_heads": 2, "img_size": 8, "T": 2}'
 

@@ -4,12 +4,15 @@ for bit as intsim does."""
 
 from __future__ import annotations
 
+import pytest
 import numpy as np
 
 from lava_cases import LAVA_TIMEOUT_S, assert_bit_exact
 from spikec.backends.lava.runtime import run_lava
 from spikec.ir import parse_graph
 from spikec.passes.quantize import Quantize, QuantizeOptions
+
+pytestmark = pytest.mark.lava
 
 ENCODER = """\
 graph @enc {

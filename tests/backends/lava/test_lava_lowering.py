@@ -61,12 +61,14 @@ def test_residual_graph_maps_to_dense_delaydense_lifreset_and_an_integrator():
         ("lif4", "spikes", 1), ("lif6", "spikes", 2), ("lif9", "spikes", 3), ("integrator10", "integral", 3)]
 
 
+@pytest.mark.lava
 def test_residual_graph_runs_bit_exact():
     graph = residual_graph(T=3, bias=True)
     x = np.random.default_rng(0).random((3, 4)).astype(np.float32)
     assert_bit_exact(graph, x, run_lava(graph, [x], timeout=LAVA_TIMEOUT_S))
 
 
+@pytest.mark.lava
 def test_a_bias_the_lif_cannot_take_becomes_bias_messages():
     # With current memory (du < 4095) intsim's bias decays through u; Lava's bias_mant goes to v: not the same,
     # so the bias travels as messages into the neurons' input port instead.
@@ -82,6 +84,7 @@ def test_a_bias_the_lif_cannot_take_becomes_bias_messages():
     assert_bit_exact(g, x, run_lava(g, [x], timeout=LAVA_TIMEOUT_S))
 
 
+@pytest.mark.lava
 def test_spike_delays_chain_relays_beyond_the_synapse_limit(monkeypatch):
     # With synaptic delays capped at 1 step (Loihi: 63), a 3-step wait is relay chains of at most 2 steps:
     # s1 -> [Sparse, LIF] (1 step) -> [DelaySparse 1, LIF] (2 more).

@@ -19,6 +19,8 @@ from spikec.errors import InputError
 from spikec.ir import Graph
 from spikec.ir.printer import weight_table
 
+pytestmark = pytest.mark.lava
+
 
 def _kinds(pg) -> collections.Counter:
     return collections.Counter(p.kind for p in pg.processes if p.role != "sink")

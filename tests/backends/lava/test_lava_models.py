@@ -25,6 +25,8 @@ from spikec.backends.lava.fast_models import FastConvModel, FastDelayDenseModel,
     FastSparseModel
 from spikec.backends.lava.processes import models as spikec_models
 
+pytestmark = pytest.mark.lava
+
 CASES = 120
 
 

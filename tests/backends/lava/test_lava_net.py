@@ -31,6 +31,8 @@ from spikec.compiler import load_artifact
 from spikec.ir import Location
 from spikec.simulation import intsim_runner
 
+pytestmark = pytest.mark.lava
+
 
 def _import(path: str):
     spec = importlib.util.spec_from_file_location("lava_net_under_test", path)

@@ -19,6 +19,8 @@ from random_models import FEATURES, attention_for, random_case, reproducer, run_
 from spikec.backends.lava.lowering_rules import RULES
 from spikec.errors import InputError
 
+pytestmark = pytest.mark.lava
+
 FIXED_SEEDS = (9, 10, 11, 26, 27, 33, 39, 40, 41, 46, 60, 64, 68, 75, 77, 81, 88, 97, 100, 101, 109, 113, 114, 116,
                118, 121, 125, 133, 135, 147, 154, 169, 180)
 """Seeds chosen so that together they cover every feature of the generator and every on-chip op of the lowering

@@ -19,6 +19,8 @@ from spikec.backends.lava.child import LavaRunError, run_isolated
 from spikec.backends.lava.lowering import lower
 from spikec.backends.lava.runtime import run_lava
 
+pytestmark = pytest.mark.lava
+
 
 def _ours() -> set[str]:
     """spikec's shared-memory segments left by processes that have ended: a leak. (A segment of a process still

@@ -4,6 +4,7 @@ group of a Dense layer: each runs on Lava bit for bit as intsim does, and each k
 
 from __future__ import annotations
 
+import pytest
 import numpy as np
 
 from lava_cases import LAVA_TIMEOUT_S, assert_bit_exact, spike_count
@@ -11,6 +12,8 @@ from spikec.backends.lava.lowering import lower
 from spikec.backends.lava.runtime import run_lava
 from spikec.ir import parse_graph
 from spikec.passes.quantize import Quantize, QuantizeOptions
+
+pytestmark = pytest.mark.lava
 
 MODEL = """\
 graph @shifts {

@@ -4,6 +4,7 @@ exactly, compiles, and runs on Lava bit for bit as intsim does (a slice is a syn
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +14,8 @@ from lava_cases import LAVA_TIMEOUT_S, assert_bit_exact, spike_count
 from spikec.backends.float.interpreter import run_float
 from spikec.backends.lava.runtime import run_lava
 from spikec.frontends.torch import trace_module
+
+pytestmark = pytest.mark.lava
 
 
 class SplitAndPool(nn.Module):

@@ -25,6 +25,8 @@ from spikec.backends.lava.mapping import MappingOptions
 from spikec.backends.lava.runtime import run_lava
 from spikec.models import zoo_names
 
+pytestmark = pytest.mark.lava
+
 
 _BATCH = {"spikformer-imagenet": 3}
 """Its q (kᵀ v) / 8 over 4 tokens leaves the second block's attention silent in float too: a third sample gives
