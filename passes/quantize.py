@@ -42,7 +42,8 @@ The graph is then built at that exponent and range analysis proves it, as for a 
 
 **Neurons.** spikingjelly's LIF ``H = V (1 - 1/τ) + X/τ`` (decay_input) maps to Lava's
 ``v = v (1 - dv/4096) + (a << 6)`` with ``du = 4095`` (no current memory), ``dv = round(4096/τ)`` and
-``v = c H`` for ``c = 64 s_in τ`` (``c = 64 s_in`` without decay_input or for IF, where ``dv = 0``). The
+``v = c H`` for ``c = 64 s_in τ`` (``c = 64 s_in`` without decay_input or for IF, where ``dv = 0``; a PLIF,
+whose charge multiplies by its learned decay ``d``, is a LIF of ``τ = 1/d``). The
 float neuron fires when ``H >= θ``, i.e. ``v >= c θ``; Lava fires when ``v > vth << 6``. spikec sets
 ``vth = ceil(c θ / 64) - 1``, the largest mantissa strictly below ``c θ / 64``, so Lava fires for
 ``v >= 64 vth + 1``: the two agree unless a reachable ``v`` lies in the ``< 64``-wide gap below ``c θ``.
@@ -207,11 +208,16 @@ def _numeric(scale: Scale, plan: _Plan) -> Fraction:
     return scale.ratio * (Fraction(2) ** plan.root_exp[scale.root] if scale.root != ONE else 1)
 
 
+def _tau(node: Node) -> float:
+    """A leaky neuron's time constant: a PLIF's is ``1 / decay``."""
+    return node.attrs["tau"] if node.op == "lif" else 1.0 / node.attrs["decay"]
+
+
 def _threshold_factor(node: Node) -> float:
     """``c θ / (64 s_in)``: τθ with decay_input, else θ."""
     a = node.attrs
-    if node.op == "lif" and a["decay_input"]:
-        return a["tau"] * a["v_threshold"]
+    if node.op in ("lif", "plif") and a["decay_input"]:
+        return _tau(node) * a["v_threshold"]
     return a["v_threshold"]
 
 
@@ -507,7 +513,7 @@ class _Builder:
         vth = math.ceil(exact) - 1
         if vth < 0:
             raise PassError(f"quantize: {node.describe()}: the threshold {a['v_threshold']} is below one integer step")
-        dv = round(DECAY_UNITY / a["tau"]) if node.op == "lif" else 0
+        dv = round(DECAY_UNITY / _tau(node)) if node.op in ("lif", "plif") else 0
         self.neurons.append(NeuronQuantization(node.module, s_in, 2 ** gain_exp, DU_NO_CURRENT_MEMORY, dv, vth, exact))
         return self.emit("qlif", [x], {"du": DU_NO_CURRENT_MEMORY, "dv": dv, "vth": vth}, node, knob)
 
@@ -520,6 +526,7 @@ QUANTIZE_RULES = {
     "conv1d": _Builder._weight_op,
     "linear": _Builder._weight_op,
     "lif": _Builder._neuron,
+    "plif": _Builder._neuron,
     "if": _Builder._neuron,
 }
 """The float ops quantize rewrites; the ops of both phases are copied as they are (``_Builder._structural``)."""

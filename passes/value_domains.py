@@ -192,6 +192,7 @@ DOMAIN_RULES: dict[str, Rule] = {
     "linear": _real,
     "batchnorm": _real,
     "lif": _spike,
+    "plif": _spike,
     "if": _spike,
     "add": _add,
     "mul": _mul,

@@ -7,6 +7,8 @@ from these neurons and the same model built from spikingjelly's give identical s
               decay_input, other v_reset:         H = V + (X - (V - v_reset)) / tau
               no decay_input, v_reset in {0, None}: H = V * (1 - 1 / tau) + X
               no decay_input, other v_reset:      H = V - (V - v_reset) / tau + X
+              PLIF (a learned decay d = sigmoid(w)): as LIF, with "/ tau" read "* d" and
+                                                  "1 - 1 / tau" read "1 - d", computed in the input's dtype
               IF neuron:                          H = V + X
     fire      S = 1 if H - v_threshold >= 0 else 0
     reset     hard (v_reset is a number): V = (1 - S) * H + S * v_reset
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
-__all__ = ["MultiStepLIF", "MultiStepIF", "iand", "lif_sequence", "if_sequence"]
+__all__ = ["MultiStepLIF", "MultiStepIF", "iand", "lif_sequence", "plif_sequence", "if_sequence"]
 
 
 class _SigmoidSurrogateSpike(torch.autograd.Function):
@@ -74,6 +76,30 @@ def lif_sequence(x_seq: torch.Tensor, tau: float, v_threshold: float = 1.0, v_re
             h = v * (1.0 - 1.0 / tau) + x
         else:
             h = v - (v - v_reset) / tau + x
+        spike = _fire(h, v_threshold, surrogate_alpha)
+        v = _reset(h, spike, v_threshold, v_reset, detach_reset)
+        spikes.append(spike)
+    return torch.stack(spikes)
+
+
+def plif_sequence(x_seq: torch.Tensor, decay: float, v_threshold: float = 1.0, v_reset: float | None = 0.0,
+                  decay_input: bool = True, detach_reset: bool = True,
+                  surrogate_alpha: float = 4.0) -> torch.Tensor:
+    """Run a parametric LIF neuron (spikingjelly's ``ParametricLIFNode``, whose charge multiplies by its decay
+    ``d = sigmoid(w)`` where the LIF divides by ``tau``) over ``x_seq`` and return the spike sequence."""
+    d = torch.tensor(decay, dtype=x_seq.dtype, device=x_seq.device)
+    v: torch.Tensor | float = 0.0 if v_reset is None else v_reset
+    reset_is_zero = v_reset is None or v_reset == 0.0
+    spikes = []
+    for x in x_seq:
+        if decay_input and reset_is_zero:
+            h = v + (x - v) * d
+        elif decay_input:
+            h = v + (x - (v - v_reset)) * d
+        elif reset_is_zero:
+            h = v * (1.0 - d) + x
+        else:
+            h = v - (v - v_reset) * d + x
         spike = _fire(h, v_threshold, surrogate_alpha)
         v = _reset(h, spike, v_threshold, v_reset, detach_reset)
         spikes.append(spike)

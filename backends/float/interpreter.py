@@ -67,6 +67,11 @@ def _lif(node, inputs):
     return snn.lif_sequence(inputs[0], a["tau"], a["v_threshold"], a["v_reset"], a["decay_input"])
 
 
+def _plif(node, inputs):
+    a = node.attrs
+    return snn.plif_sequence(inputs[0], a["decay"], a["v_threshold"], a["v_reset"], a["decay_input"])
+
+
 def _if(node, inputs):
     return snn.if_sequence(inputs[0], node.attrs["v_threshold"], node.attrs["v_reset"])
 
@@ -119,6 +124,7 @@ EVAL_RULES: dict[str, Rule] = {
     "linear": _linear,
     "batchnorm": _batchnorm,
     "lif": _lif,
+    "plif": _plif,
     "if": _if,
     "add": lambda node, inputs: inputs[0] + inputs[1],
     "mul": lambda node, inputs: inputs[0] * inputs[1],

@@ -1,6 +1,6 @@
 """The neuron registry: which stateful PyTorch modules the frontend understands, and as which IR op.
 
-Each entry maps a module class to a function returning ``(op, attrs)`` for the IR (``lif`` or ``if``),
+Each entry maps a module class to a function returning ``(op, attrs)`` for the IR (``lif``, ``plif`` or ``if``),
 or raising :class:`InputError` when the instance uses a mode spikec cannot express. The tracer does not
 run a recognised neuron's own ``forward``; it records one IR op and computes the spikes with
 :mod:`spikec.nn`, whose arithmetic equals spikingjelly's.
@@ -58,6 +58,18 @@ def _sj_lif(m):
                    "decay_input": bool(m.decay_input)}
 
 
+def _sj_plif(m):
+    """spikingjelly's ParametricLIFNode: its decay is ``sigmoid(w)`` of its learned ``w``, in float32 as it
+    computes it, so the traced neuron charges exactly as the module does."""
+    _require_multistep(m)
+    decay = _float(m.w.detach().float().sigmoid())
+    if not 0.0 < decay < 1.0:
+        raise InputError(f"{type(m).__name__} has w = {_float(m.w)}: its decay sigmoid(w) = {decay} rounds to "
+                         "0 or 1 in float32, which no LIF can stand for")
+    return "plif", {"decay": decay, "v_threshold": _float(m.v_threshold), "v_reset": _reset(m),
+                    "decay_input": bool(m.decay_input)}
+
+
 def _sj_if(m):
     _require_multistep(m)
     return "if", {"v_threshold": _float(m.v_threshold), "v_reset": _reset(m)}
@@ -98,12 +110,14 @@ def _load_spikingjelly():
         bases.append(clock_base.MemoryModule)
         NEURON_CLASSES[clock_neuron.MultiStepLIFNode] = _sj_lif
         NEURON_CLASSES[clock_neuron.MultiStepIFNode] = _sj_if
+        NEURON_CLASSES[clock_neuron.MultiStepParametricLIFNode] = _sj_plif
     with contextlib.suppress(ImportError), _quiet():
         from spikingjelly.activation_based import base as act_base, neuron as act_neuron
         found["activation"] = act_neuron
         bases.append(act_base.MemoryModule)
         NEURON_CLASSES[act_neuron.LIFNode] = _sj_lif
         NEURON_CLASSES[act_neuron.IFNode] = _sj_if
+        NEURON_CLASSES[act_neuron.ParametricLIFNode] = _sj_plif
     found["bases"] = tuple(bases)
     return found
 
@@ -201,7 +215,8 @@ def _activation_based_on_cpu(neuron_module):
 
 @contextlib.contextmanager
 def _clock_driven_on_cpu(clock):
-    originals = {cls: cls.__init__ for cls in (clock.MultiStepLIFNode, clock.MultiStepIFNode)}
+    originals = {cls: cls.__init__ for cls in (clock.MultiStepLIFNode, clock.MultiStepIFNode,
+                                               clock.MultiStepParametricLIFNode)}
 
     def cpu_init(original):
         @functools.wraps(original)

@@ -65,6 +65,15 @@ class TraceResult:
     output: Any  # what the PyTorch model returned on the example input
 
 
+def _neuron_spikes(op: str, attrs: dict, x: torch.Tensor) -> torch.Tensor:
+    """A recognised neuron's spikes, computed by :mod:`spikec.nn` as the module computes them."""
+    if op == "lif":
+        return snn.lif_sequence(x, attrs["tau"], attrs["v_threshold"], attrs["v_reset"], attrs["decay_input"])
+    if op == "plif":
+        return snn.plif_sequence(x, attrs["decay"], attrs["v_threshold"], attrs["v_reset"], attrs["decay_input"])
+    return snn.if_sequence(x, attrs["v_threshold"], attrs["v_reset"])
+
+
 class _Unsupported(Exception):
     """Raised by a handler; becomes one diagnostic at the op's location."""
 
@@ -190,9 +199,7 @@ class _Tracer(TorchFunctionMode):
             self.paused = True
             try:
                 op, attrs = neuron_op(module)
-                spikes = (snn.lif_sequence(x, attrs["tau"], attrs["v_threshold"], attrs["v_reset"],
-                                           attrs["decay_input"]) if op == "lif"
-                          else snn.if_sequence(x, attrs["v_threshold"], attrs["v_reset"]))
+                spikes = _neuron_spikes(op, attrs, x)
             except InputError as exc:
                 self.paused = False
                 self.error(exc.message)

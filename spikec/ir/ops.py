@@ -388,6 +388,21 @@ def _lif(types, attrs):
     return [x]
 
 
+@_register("plif", 1, {"decay": "float", "v_threshold": "float", "v_reset": "float?", "decay_input": "bool"},
+           OpTraits(OpCategory.NEURON, Phase.FLOAT))
+def _plif(types, attrs):
+    """Parametric LIF neurons (spikingjelly's ParametricLIFNode, Fang et al. 2021): ``lif`` with a learned decay
+    ``decay = sigmoid(w)`` multiplying where ``lif`` divides by ``tau``::
+
+        H[t] = V[t-1] + (X[t] - (V[t-1] - v_reset)) * decay      (decay_input; else V - (V - v_reset) * decay + X)
+
+    fire and reset as ``lif``; ``decay`` is the float32 value the module computes from its weight ``w``."""
+    (x,) = types
+    _need(0.0 < attrs["decay"] < 1.0, f"decay must be in (0, 1), got {attrs['decay']}")
+    _check_neuron(attrs)
+    return [x]
+
+
 @_register("if", 1, {"v_threshold": "float", "v_reset": "float?"}, OpTraits(OpCategory.NEURON, Phase.FLOAT))
 def _if(types, attrs):
     """Integrate-and-fire neurons (no leak): ``H[t] = V[t-1] + X[t]``; fire and reset as ``lif``."""

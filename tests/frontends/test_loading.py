@@ -183,8 +183,8 @@ def test_unknown_neuron_and_unsupported_ops_are_reported_together(tmp_path):
     code.write_text(
         "import sys, torch\n"
         f"sys.path.insert(0, {FIXTURES!r})\n"
-        "from sj_model import WithParametricLIF\n"
-        "class Weird(WithParametricLIF):\n"
+        "from sj_model import WithEIF\n"
+        "class Weird(WithEIF):\n"
         "    def forward(self, x):\n"
         "        y = super().forward(x)\n"
         "        return torch.cat([torch.relu(y), y], dim=-1)\n")
@@ -192,7 +192,7 @@ def test_unknown_neuron_and_unsupported_ops_are_reported_together(tmp_path):
     lines = message.splitlines()
     assert lines[0] == "cannot trace Weird: 3 problem(s)"
     assert lines[1] == ("tests/fixtures/sj_model.py:62: error in proj_lif: unknown stateful module "
-                        "spikingjelly.clock_driven.neuron.MultiStepParametricLIFNode; spikec recognises spikec.nn "
+                        "spikingjelly.clock_driven.neuron.MultiStepEIFNode; spikec recognises spikec.nn "
                         "neurons and spikingjelly LIF/IF nodes")
     assert lines[2] == "weird.py:7: error: unsupported op torch.relu on a traced tensor"
     assert lines[3] == "weird.py:7: error: unsupported op torch.cat on a traced tensor"

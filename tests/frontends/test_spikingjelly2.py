@@ -79,3 +79,30 @@ def test_spikingjelly2_qkformer_is_flagged_where_spikes_are_added():
     errors = _errors(verify(module, x[:1]))
     assert errors and {rule for rule, _ in errors} == {"SD001"}
     assert ("SD001", "stage3.0.attn.qkv_conv_bn.0") in errors
+
+
+def test_spikingjelly2_spike_driven_transformer_with_plif_neurons_traces_exactly():
+    """SDT built with ``spiking_neuron=ParametricLIFNode`` (SDT V1's ``spike_mode=plif``), each layer's decay
+    learned apart: every neuron is a ``plif`` op with its module's ``sigmoid(w)``, and the graph runs exactly."""
+    from spikingjelly.activation_based import functional, neuron
+    from spikingjelly.activation_based.model.spike_driven_transformer import SpikeDrivenTransformer
+
+    torch.manual_seed(0)
+    module = SpikeDrivenTransformer(**CONFIGS["spike_driven_transformer"][1], spiking_neuron=neuron.ParametricLIFNode,
+                                    init_tau=2.0, detach_reset=True)
+    plifs = [m for m in module.modules() if isinstance(m, neuron.ParametricLIFNode)]
+    with torch.no_grad():
+        for i, m in enumerate(plifs):
+            m.w.add_(0.1 * i)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    module = batchnorm_set_to_fire(module, x, functional.reset_net)
+    graph = trace_module(module, x[:1]).graph
+    traced = [n for n in graph.nodes if n.op == "plif"]
+    assert len(traced) == len(plifs) >= 10 and not any(n.op == "lif" for n in graph.nodes)
+    assert len({n.attrs["decay"] for n in traced}) == len(traced)
+    functional.reset_net(module)
+    with torch.no_grad():
+        expected = module(x)
+    run = run_float(graph, [x], keep_values=True)
+    assert torch.equal(run.outputs[0], expected)
+    assert min(float(run.of(n).mean()) for n in traced) > 0.05
