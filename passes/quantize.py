@@ -85,6 +85,9 @@ _FINEST_CONV_SUM = 16
 """The most fractional bits a spatial conv sums at (before range analysis takes any away)."""
 _FINER_ERROR = 0.02
 """A spatial conv's weight error at its output scale above which it sums finer (_weight_error)."""
+_RESIDUAL_BITS = 8
+"""How many bits finer than its 8-bit weights a conv that sums finer keeps in a residual group (before range
+analysis takes any away): the two groups give it 16-bit weights (Builder._residual)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +131,7 @@ class LayerQuantization:
     relative_error: float       # ||W_int 2^e / (s/s_in) - W|| / ||W||
     outliers: int = 0           # weights also held by an outlier group at exponent outlier_exp (_split_outliers)
     outlier_exp: int | None = None
+    residual_bits: int = 0      # the encoding conv's residual group: 8-bit weights this many bits finer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,11 +201,15 @@ class _Plan:
 
     root_exp: dict[str, int]
     gain_exp: dict[Node, int]
+    residual: dict[Node, int] = dataclasses.field(default_factory=dict)  # finer conv -> its residual group's bits
     finest: dict[Node, int] = dataclasses.field(default_factory=dict)  # spatial conv -> the most bits it may
                                                                        # sum finer than its output scale
 
     def finest_of(self, node: Node) -> int:
         return self.finest.get(node, _FINEST_CONV_SUM)
+
+    def residual_of(self, node: Node) -> int:
+        return self.residual.get(node, _RESIDUAL_BITS)
 
 
 def _numeric(scale: Scale, plan: _Plan) -> Fraction:
@@ -317,6 +325,16 @@ def _weight_error(weight: np.ndarray, ratio: float, kind: str, finest: int = 0) 
     return w_int, exp, error
 
 
+def _residual_group(weight: np.ndarray, ratio: float, w_int: np.ndarray, exp: int, bits: int):
+    """The 8-bit residual ``r`` of the target ``ratio * weight`` that ``W 2**exp`` leaves, ``bits`` finer, and
+    the error of the two groups together; ``(None, error of W)`` when ``r`` is all zero."""
+    target = weight.astype(np.float64) * ratio
+    residual = _mantissas(target - w_int * 2.0 ** exp, exp - bits)
+    if not residual.any():
+        return None, _relative_error(weight, w_int, exp, ratio)
+    return residual, _relative_error(weight, w_int * 2.0 ** exp + residual * 2.0 ** (exp - bits), 0, ratio)
+
+
 def _relative_error(weight: np.ndarray, w_int: np.ndarray, exp: int, ratio: float) -> float:
     approx = w_int.astype(np.float64) * 2.0 ** exp / ratio
     return float(np.linalg.norm(approx - weight) / max(np.linalg.norm(weight), 1e-30))
@@ -380,6 +398,7 @@ class _Builder:
         self.zeroed: list[Node] = []  # weight ops with nonzero float weights that all quantize to 0
         self.layer_of: dict[Node, LayerQuantization] = {}  # float weight op -> its row of the report
         self.input_means = input_means          # float weight op -> E[input] per input feature (bias correction)
+        self.encoding = frozenset(_encoding_layers(graph))
 
     def value(self, v: Value) -> Value:
         return self.env[v]
@@ -441,13 +460,19 @@ class _Builder:
         split = _split_outliers(weight, s_out / s_in, error) if kind == "dense" else None
         if split is not None:
             w_int, exp, error = split.low, split.low_exp, split.error
+        residual, residual_bits = None, 0
+        if kind == "conv" and node in self.encoding:
+            residual, residual_bits, error = self._residual(node, s_in, s_out, w_int, exp, error)
         if not w_int.any() and np.any(weight):
             self.zeroed.append(node)
         self.layers.append(LayerQuantization(
             node.module, node.op, kind, s_in, s_out, exp, int(np.abs(w_int).max(initial=0)), error,
-            0 if split is None else int(np.count_nonzero(split.high)), None if split is None else split.high_exp))
+            0 if split is None else int(np.count_nonzero(split.high)), None if split is None else split.high_exp,
+            residual_bits))
         self.layer_of[node] = self.layers[-1]
         quantized = w_int * 2.0 ** exp if split is None else w_int * 2.0 ** exp + split.high * 2.0 ** split.high_exp
+        if residual is not None:
+            quantized = quantized + residual * 2.0 ** (exp - residual_bits)
         float_bias = self._corrected_bias(node, quantized / (s_out / s_in))
         bias = None if float_bias is None else np.round(float_bias * s_out).astype(np.int32)
         knob = ("root", self.classes.scale(node.output).root)
@@ -456,6 +481,8 @@ class _Builder:
             attrs = {k: node.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
             if exp == 0:
                 return self.emit("qconv2d", [x], {"weight": w_int, "bias": bias, **attrs}, node, knob)
+            if residual is not None:
+                return self._conv_with_residual(node, x, attrs, w_int, residual, residual_bits, exp, bias, knob)
             if exp < 0:
                 # the conv sums at 2**-exp times the output scale, so its small weights keep 8 bits, and a floor
                 # shift brings the sum to the output scale; its bias, at the output scale, passes the shift exact
@@ -477,6 +504,40 @@ class _Builder:
         outliers = {**attrs, "weight": split.high.reshape(w_int.shape[0], -1), "bias": None,
                     "weight_exp": split.high_exp}
         return self.emit("add", [y, self.emit("qdense", [x], outliers, node, knob)], {}, node, knob)
+
+    def _residual(self, node: Node, s_in: float, s_out: float, w_int: np.ndarray, exp: int, error: float):
+        """The residual group of the encoding conv (the layer reading the analog input, whose 8-bit weights cost
+        the most fidelity): ``r = round((t - W 2**exp) / 2**(exp - k))``, 8-bit, holding what the 8-bit ``W`` left
+        of the target ``t``, ``k`` bits finer; ``(r, k, error)``, or ``(None, 0, error)`` where range analysis
+        took the residual bits down to ``exp`` or ``r`` is all zero."""
+        weight, ratio, bits = node.attrs["weight"], s_out / s_in, self.plan.residual_of(node)
+        bias = node.attrs["bias"]
+        if bias is not None:
+            # the bias sums at the residual's scale too: within int32, with a bit to spare for its correction
+            peak = float(np.abs(bias.astype(np.float64)).max(initial=0.0)) * s_out
+            bits = min(bits, 29 + exp - math.ceil(math.log2(peak + 1)))
+        if bits <= max(exp, 0):
+            return None, 0, error
+        residual, residual_error = _residual_group(weight, ratio, w_int, exp, bits)
+        return (None, 0, error) if residual is None else (residual, bits, residual_error)
+
+    def _conv_with_residual(self, node: Node, x: Value, attrs: dict, w_int: np.ndarray, residual: np.ndarray,
+                            bits: int, exp: int, bias, knob) -> Value:
+        """Two synapse groups reading the input, summed, then floor-shifted to the output scale: ``W`` with a gain
+        ``2**k`` (on Lava the gain joins the Conv's weights: the 8-bit mantissas ``W`` at exponent ``k``) and the
+        residual ``r``; the sum stands for the target at
+        ``2**-(k - exp)`` times the output scale, the bias too. Range analysis takes residual bits off where a
+        group's 24-bit sums could wrap."""
+        fine = bits - exp
+        wide_bias = None if bias is None else bias.astype(np.int64) << fine
+        if wide_bias is not None and np.abs(wide_bias).max(initial=0) >= 2 ** 31:
+            raise PassError(f"quantize: {node.describe()}: its bias at the residual group's scale exceeds int32")
+        own = ("residual", node)
+        main = self.emit("qconv2d", [x], {"weight": w_int, "bias": None, **attrs}, node, own)
+        main = self.emit("qgain", [main], {"factor": 2 ** bits}, node, own)
+        rest = self.emit("qconv2d", [x], {"weight": residual, "bias": None if wide_bias is None else
+                                          wide_bias.astype(np.int32), **attrs}, node, own)
+        return self.emit("qshift", [self.emit("add", [main, rest], {}, node, own)], {"shift": fine}, node, own)
 
     def _corrected_bias(self, node: Node, quantized: np.ndarray) -> np.ndarray | None:
         """The float bias the integer bias rounds: the op's, plus, with calibration data, the mean its weights'
@@ -575,11 +636,16 @@ def _input_error(samples: np.ndarray, options: QuantizeOptions, exp: int) -> flo
     return float(np.linalg.norm(levels / step - x) / max(np.linalg.norm(x), 1e-30))
 
 
-def _encoding_weight_error(node: Node, layer: LayerQuantization, exp: int, finest: int) -> float:
+def _encoding_weight_error(node: Node, layer: LayerQuantization, exp: int, finest: int, residual_bits: int) -> float:
     """The relative weight error of the encoding layer ``node`` at input exponent ``exp``, at its output scale
     in the graph built at a larger exponent (``layer``): no limit on that scale depends on the input exponent
-    (weights ``scale_out / 2**exp * W`` too large for 8 bits get an exponent, a spatial conv's as a gain)."""
-    return _weight_error(node.attrs["weight"], layer.scale_out / 2.0 ** exp, layer.kind, finest)[2]
+    (weights ``scale_out / 2**exp * W`` too large for 8 bits get an exponent, a spatial conv's as a gain); a
+    conv's with its residual group of ``residual_bits`` (as range analysis left it in that graph)."""
+    ratio = layer.scale_out / 2.0 ** exp
+    w_int, weight_exp, error = _weight_error(node.attrs["weight"], ratio, layer.kind, finest)
+    if layer.kind != "conv" or residual_bits <= max(weight_exp, 0):
+        return error
+    return _residual_group(node.attrs["weight"], ratio, w_int, weight_exp, residual_bits)[1]
 
 
 def _rounded(value: float) -> float:
@@ -601,8 +667,8 @@ def _calibrate(graph: Graph, builder: _Builder, options: QuantizeOptions) -> tup
                                    "why": "no weight op reads the input: kept the model's input exponent"}
     candidates = []
     for exp in range(options.input_exp, -1, -1):
-        errors = [(_encoding_weight_error(n, builder.layer_of[n], exp, builder.plan.finest_of(n)), n.module)
-                  for n in encoders]
+        errors = [(_encoding_weight_error(n, builder.layer_of[n], exp, builder.plan.finest_of(n),
+                                          builder.layer_of[n].residual_bits), n.module) for n in encoders]
         weight_error, module = max(errors, key=lambda e: e[0])
         input_error = _input_error(samples, options, exp)
         candidates.append({"input_exp": exp, "input_error": _rounded(input_error), "weight_error":
@@ -781,6 +847,8 @@ def _build_proven(graph: Graph, analyses: AnalysisCache, options: QuantizeOption
                 plan.root_exp[key] -= 1
             elif kind == "finer":
                 plan.finest[key] = -builder.layer_of[key].weight_exp - 1
+            elif kind == "residual":
+                plan.residual[key] = plan.residual_of(key) - 1
             elif plan.gain_exp.get(key, 0) > 0:
                 plan.gain_exp[key] -= 1
         if all(builder.knob_of.get(p.node) is None for p in problems):

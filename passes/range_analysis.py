@@ -147,10 +147,28 @@ class _Analysis:
 
     def _qgain(self, node: Node) -> Interval:
         x, f = self.get(node.inputs[0]), node.attrs["factor"]
-        return Interval(x.lo * f, x.hi * f)
+        gained = Interval(x.lo * f, x.hi * f)
+        conv = node.inputs[0].producer
+        if conv.op == "qconv2d" and len(node.inputs[0].uses) == 1:
+            # on Lava a gain right after a conv joins its weights (Lava's Conv has no exponent), so the conv's
+            # 24-bit wrap applies to the gained sums, its bias (gained too) left out as the conv's check leaves it
+            bias = conv.attrs["bias"]
+            peak = 0 if bias is None else int(np.abs(bias.astype(np.int64)).max(initial=0)) * f
+            self.need(node, max(abs(gained.lo), abs(gained.hi)) - peak < MESSAGE_LIMIT,
+                      f"the convolution with its gain {f} reaches {gained} and wraps at 24 bits")
+        return gained
 
     def _qshift(self, node: Node) -> Interval:
         x, bits = self.get(node.inputs[0]), node.attrs["shift"]
+        summed = node.inputs[0].producer
+        if summed.op == "add":
+            # on Lava the shift's synapses read its input as graded spikes, the biases of the groups it sums kept
+            # apart: a conv's own sum is held within them by its 24-bit wrap check, a sum of synapse groups (a conv
+            # and its residual group) is checked here
+            biases = [v.producer.attrs.get("bias") for v in summed.inputs]
+            bias = sum(int(np.abs(b.astype(np.int64)).max(initial=0)) for b in biases if b is not None)
+            self.need(node, max(abs(x.lo), abs(x.hi)) + bias < MESSAGE_LIMIT,
+                      f"its input reaches {x} (and biases of {bias}), beyond a graded spike (24 bits)")
         return Interval(x.lo >> bits, x.hi >> bits)
 
     def _record_accumulation(self, node: Node, weight: np.ndarray, x: Interval) -> None:

@@ -208,13 +208,13 @@ def test_usage_errors_are_one_line(tmp_path, args, expect):
 
 def test_a_simulation_that_cannot_fit_in_memory_is_refused_before_allocating(tmp_path):
     data = _npz(tmp_path, x=np.zeros((64, 1, 8, 8), np.float32))
-    config = json.dumps({**CONFIG, "T": 6000})     # about 265 MiB a sample: 64 at once exceed 8 GiB
+    config = json.dumps({**CONFIG, "T": 6000})     # about 290 MiB a sample: 64 at once exceed 8 GiB
     # --calibrate 0: calibrating on 64 inputs of 6000 steps would take most of a minute before the check
     code, _, err = run("simulate", "--arch", ARCH, "--model-args", config, "--backend", "intsim", "--data", data,
                        "--calibrate", "0")
     assert code == 2 and err.count("\n") == 1, err
     assert "simulating 64 sample(s) at once needs about" in err and "more than the 8 GiB budget" in err
-    assert err.rstrip().endswith("use --batch-size 30 or less")
+    assert err.rstrip().endswith("use --batch-size 28 or less")
 
 
 LIMITATION_CODE = """

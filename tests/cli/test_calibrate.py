@@ -99,3 +99,16 @@ def test_weights_that_all_quantize_to_zero_fail_the_compile_naming_the_layer(tmp
     assert code == 2 and err.count("\n") == 1 and not os.path.exists(tmp_path / "a")
     assert "conv2d in patch_embed.proj_conv (spikec/models/spikformer.py:" in err
     assert "every weight quantizes to 0" in err
+
+
+@pytest.mark.parametrize("checkpoint", ["spikingformer-cifar", "spikformer-cifar", "sdt-cifar"])
+def test_default_options_keep_every_digits_checkpoint_within_half_a_point_of_float(checkpoint):
+    """`spikec simulate CHECKPOINT --backend torch,intsim` with no quantization option, on the digits test split
+    (450 images): intsim's accuracy stays within 0.5 points of PyTorch's."""
+    path = os.path.join(os.path.dirname(CHECKPOINT), f"{checkpoint}.pt")
+    code, out, err = run("simulate", path, "--backend", "torch,intsim", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    accuracy = {name: backend["accuracy"] for name, backend in report["backends"].items()}
+    assert report["samples"] == 450
+    assert accuracy["intsim"] >= accuracy["torch"] - 0.005, accuracy
