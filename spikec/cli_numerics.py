@@ -12,6 +12,7 @@ import click
 from spikec.cli_common import ProgressBar, engine_options, handle_errors, model_options
 from spikec.datasets import open_data
 from spikec.errors import InputError
+from spikec.ir.ops import OpCategory, op_traits
 from spikec.registry import BACKENDS, TARGETS
 
 __all__ = ["compile_command", "simulate_command"]
@@ -142,8 +143,9 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
     q = compiled.quantization
     worst = max(q.layers, key=lambda layer: layer.relative_error) if q.layers else None
     lo, hi = q.input_range
+    groups = sum(op_traits(n.op).category is OpCategory.WEIGHT for n in compiled.graph.nodes)
     click.echo(f"compiled {compiled.name} for {target}: {len(compiled.graph.nodes)} integer ops, "
-               f"{len(q.layers)} synapse groups, {len(q.neurons)} neuron groups, input in [{lo:g}, {hi:g}] "
+               f"{groups} synapse groups, {len(q.neurons)} neuron groups, input in [{lo:g}, {hi:g}] "
                f"at 2**-{q.input_exp} -> {out_dir}", err=True)
     if q.calibration is not None:
         click.echo(f"calibrated input exponent: {q.calibration['why']}", err=True)
