@@ -26,7 +26,10 @@ follows it; where the largest target fits 7 bits and the weight error exceeds ``
 encoding layer, whose input scale is ``2**input_exp``), the conv sums at ``2**-e`` times the output scale
 (``e < 0``, 8-bit weights ``t / 2**e``) and a floor shift ``qshift -e`` brings the sum down (range analysis
 takes bits off ``-e`` where the conv's 24-bit sums could wrap). Either kind takes one exponent less, its largest
-weights clipped to 8 bits, where that gives a smaller error. A Dense group whose bulk's weight error exceeds
+weights clipped to 8 bits, where that gives a smaller error. The encoding conv (the layer reading the analog
+input) adds a residual group: the 8-bit residual ``r`` of what its ``W`` left, ``k`` bits finer, summed with ``W``
+(through a gain ``2**k``) and floor-shifted to the output scale, 16-bit weights in all
+(:meth:`_Builder._residual`). A Dense group whose bulk's weight error exceeds
 ``_OUTLIER_ERROR`` because a few weights set its exponent is split into two groups whose messages sum at the
 neurons (:func:`_split_outliers`).
 The bias becomes ``round(s * b)`` messages added every step. Nonzero weights that all quantize to
@@ -86,8 +89,8 @@ _FINEST_CONV_SUM = 16
 _FINER_ERROR = 0.02
 """A spatial conv's weight error at its output scale above which it sums finer (_weight_error)."""
 _RESIDUAL_BITS = 8
-"""How many bits finer than its 8-bit weights a conv that sums finer keeps in a residual group (before range
-analysis takes any away): the two groups give it 16-bit weights (Builder._residual)."""
+"""How many bits finer than its 8-bit weights the encoding conv keeps in a residual group (before range analysis
+takes any away): the two groups give it 16-bit weights (_Builder._residual)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +204,7 @@ class _Plan:
 
     root_exp: dict[str, int]
     gain_exp: dict[Node, int]
-    residual: dict[Node, int] = dataclasses.field(default_factory=dict)  # finer conv -> its residual group's bits
+    residual: dict[Node, int] = dataclasses.field(default_factory=dict)  # encoding conv -> its residual group's bits
     finest: dict[Node, int] = dataclasses.field(default_factory=dict)  # spatial conv -> the most bits it may
                                                                        # sum finer than its output scale
 
@@ -479,10 +482,10 @@ class _Builder:
         x = self.value(node.inputs[0])
         if kind == "conv":
             attrs = {k: node.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+            if residual is not None:
+                return self._conv_with_residual(node, x, attrs, w_int, residual, residual_bits, exp, bias)
             if exp == 0:
                 return self.emit("qconv2d", [x], {"weight": w_int, "bias": bias, **attrs}, node, knob)
-            if residual is not None:
-                return self._conv_with_residual(node, x, attrs, w_int, residual, residual_bits, exp, bias, knob)
             if exp < 0:
                 # the conv sums at 2**-exp times the output scale, so its small weights keep 8 bits, and a floor
                 # shift brings the sum to the output scale; its bias, at the output scale, passes the shift exact
@@ -522,12 +525,12 @@ class _Builder:
         return (None, 0, error) if residual is None else (residual, bits, residual_error)
 
     def _conv_with_residual(self, node: Node, x: Value, attrs: dict, w_int: np.ndarray, residual: np.ndarray,
-                            bits: int, exp: int, bias, knob) -> Value:
+                            bits: int, exp: int, bias) -> Value:
         """Two synapse groups reading the input, summed, then floor-shifted to the output scale: ``W`` with a gain
         ``2**k`` (on Lava the gain joins the Conv's weights: the 8-bit mantissas ``W`` at exponent ``k``) and the
-        residual ``r``; the sum stands for the target at
-        ``2**-(k - exp)`` times the output scale, the bias too. Range analysis takes residual bits off where a
-        group's 24-bit sums could wrap."""
+        residual ``r``; the sum stands for the target at ``2**-(k - exp)`` times the output scale, the bias too.
+        Range analysis takes residual bits off where a group's 24-bit sums, or the shift's graded input, could
+        wrap."""
         fine = bits - exp
         wide_bias = None if bias is None else bias.astype(np.int64) << fine
         if wide_bias is not None and np.abs(wide_bias).max(initial=0) >= 2 ** 31:
