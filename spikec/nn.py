@@ -22,6 +22,7 @@ Training uses a sigmoid surrogate gradient (spikingjelly's ``Sigmoid(alpha=4)`` 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -60,26 +61,38 @@ def _reset(h: torch.Tensor, spike: torch.Tensor, v_threshold: float, v_reset: fl
     return (1.0 - s) * h + s * v_reset
 
 
-def lif_sequence(x_seq: torch.Tensor, tau: float, v_threshold: float = 1.0, v_reset: float | None = 0.0,
-                 decay_input: bool = True, detach_reset: bool = True,
-                 surrogate_alpha: float = 4.0) -> torch.Tensor:
-    """Run a LIF neuron over ``x_seq[0..T-1]`` and return the spike sequence (same shape, same dtype)."""
+def _sequence(x_seq: torch.Tensor, charge: Callable, v_threshold: float, v_reset: float | None,
+              detach_reset: bool, surrogate_alpha: float) -> torch.Tensor:
+    """Run ``H = charge(V, X)``, fire and reset over ``x_seq[0..T-1]``; the spike sequence (same shape, dtype)."""
     v: torch.Tensor | float = 0.0 if v_reset is None else v_reset
-    reset_is_zero = v_reset is None or v_reset == 0.0
     spikes = []
     for x in x_seq:
-        if decay_input and reset_is_zero:
-            h = v + (x - v) / tau
-        elif decay_input:
-            h = v + (x - (v - v_reset)) / tau
-        elif reset_is_zero:
-            h = v * (1.0 - 1.0 / tau) + x
-        else:
-            h = v - (v - v_reset) / tau + x
+        h = charge(v, x)
         spike = _fire(h, v_threshold, surrogate_alpha)
         v = _reset(h, spike, v_threshold, v_reset, detach_reset)
         spikes.append(spike)
     return torch.stack(spikes)
+
+
+def _leaky_charge(leak: Callable, keep, v_reset: float | None, decay_input: bool) -> Callable:
+    """The LIF charge of the module docstring, ``leak(y)`` being ``y / tau`` (LIF) or ``y * d`` (PLIF) and ``keep``
+    ``1 - 1 / tau`` or ``1 - d``: the float operations spikingjelly performs, in its order."""
+    reset_is_zero = v_reset is None or v_reset == 0.0
+    if decay_input and reset_is_zero:
+        return lambda v, x: v + leak(x - v)
+    if decay_input:
+        return lambda v, x: v + leak(x - (v - v_reset))
+    if reset_is_zero:
+        return lambda v, x: v * keep + x
+    return lambda v, x: v - leak(v - v_reset) + x
+
+
+def lif_sequence(x_seq: torch.Tensor, tau: float, v_threshold: float = 1.0, v_reset: float | None = 0.0,
+                 decay_input: bool = True, detach_reset: bool = True,
+                 surrogate_alpha: float = 4.0) -> torch.Tensor:
+    """Run a LIF neuron over ``x_seq[0..T-1]`` and return the spike sequence (same shape, same dtype)."""
+    charge = _leaky_charge(lambda y: y / tau, 1.0 - 1.0 / tau, v_reset, decay_input)
+    return _sequence(x_seq, charge, v_threshold, v_reset, detach_reset, surrogate_alpha)
 
 
 def plif_sequence(x_seq: torch.Tensor, decay: float, v_threshold: float = 1.0, v_reset: float | None = 0.0,
@@ -88,35 +101,14 @@ def plif_sequence(x_seq: torch.Tensor, decay: float, v_threshold: float = 1.0, v
     """Run a parametric LIF neuron (spikingjelly's ``ParametricLIFNode``, whose charge multiplies by its decay
     ``d = sigmoid(w)`` where the LIF divides by ``tau``) over ``x_seq`` and return the spike sequence."""
     d = torch.tensor(decay, dtype=x_seq.dtype, device=x_seq.device)
-    v: torch.Tensor | float = 0.0 if v_reset is None else v_reset
-    reset_is_zero = v_reset is None or v_reset == 0.0
-    spikes = []
-    for x in x_seq:
-        if decay_input and reset_is_zero:
-            h = v + (x - v) * d
-        elif decay_input:
-            h = v + (x - (v - v_reset)) * d
-        elif reset_is_zero:
-            h = v * (1.0 - d) + x
-        else:
-            h = v - (v - v_reset) * d + x
-        spike = _fire(h, v_threshold, surrogate_alpha)
-        v = _reset(h, spike, v_threshold, v_reset, detach_reset)
-        spikes.append(spike)
-    return torch.stack(spikes)
+    charge = _leaky_charge(lambda y: y * d, 1.0 - d, v_reset, decay_input)
+    return _sequence(x_seq, charge, v_threshold, v_reset, detach_reset, surrogate_alpha)
 
 
 def if_sequence(x_seq: torch.Tensor, v_threshold: float = 1.0, v_reset: float | None = 0.0,
                 detach_reset: bool = True, surrogate_alpha: float = 4.0) -> torch.Tensor:
     """Run an integrate-and-fire neuron (no leak) over ``x_seq`` and return the spike sequence."""
-    v: torch.Tensor | float = 0.0 if v_reset is None else v_reset
-    spikes = []
-    for x in x_seq:
-        h = v + x
-        spike = _fire(h, v_threshold, surrogate_alpha)
-        v = _reset(h, spike, v_threshold, v_reset, detach_reset)
-        spikes.append(spike)
-    return torch.stack(spikes)
+    return _sequence(x_seq, lambda v, x: v + x, v_threshold, v_reset, detach_reset, surrogate_alpha)
 
 
 def _check_neuron_args(v_threshold: float, v_reset: float | None) -> None:

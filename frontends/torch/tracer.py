@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import math
 import os
 import sys
@@ -109,14 +110,19 @@ def _display_path(path: str) -> str:
     return os.path.relpath(path, best) if best else path
 
 
+@functools.lru_cache(maxsize=4)
+def _package_root(init_file: str) -> str:
+    return os.path.dirname(os.path.abspath(init_file)) + os.sep
+
+
 def _spikingjelly_library(filename: str) -> bool:
     """Whether ``filename`` is spikingjelly's own machinery (its layer wrappers, functional helpers, neurons),
     which calls the op a model line asked for; its ``model`` packages are model code like the user's."""
-    package = sys.modules.get("spikingjelly")
-    root = os.path.dirname(os.path.abspath(package.__file__)) + os.sep if getattr(package, "__file__", None) else None
-    if root is None or not filename.startswith(root):
+    init_file = getattr(sys.modules.get("spikingjelly"), "__file__", None)
+    if init_file is None:
         return False
-    return f"{os.sep}model{os.sep}" not in filename[len(root):]
+    root = _package_root(init_file)
+    return filename.startswith(root) and f"{os.sep}model{os.sep}" not in filename[len(root):]
 
 
 def _user_frame(frames=None) -> tuple[str, int] | None:
