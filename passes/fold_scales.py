@@ -37,9 +37,10 @@ __all__ = ["FoldScales"]
 
 _WEIGHT_OPS = ops_with(category=OpCategory.WEIGHT, phase=Phase.FLOAT)
 _NEURONS = ops_with(category=OpCategory.NEURON, phase=Phase.FLOAT)
-# Scales move below reductions and below the views that keep the time axis, for any sign of the factor.
+# Scales move below reductions and below the views that keep the time axis, for any sign of the factor; not
+# below a pad, whose border constant the scale would have to scale too.
 _COMMUTING = (ops_with(category=OpCategory.REDUCTION, phase=Phase.FLOAT)
-              | ops_with(category=OpCategory.VIEW, phase=Phase.FLOAT, per_step=True))
+              | ops_with(category=OpCategory.VIEW, phase=Phase.FLOAT, per_step=True)) - {"pad"}
 
 
 def _scaled_twin(add: Node, scale: Node) -> Node | None:

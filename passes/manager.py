@@ -14,8 +14,8 @@ round ``r`` with ``modified_r = False``, so the last round is a no-op and its re
 graph. A transform that declares ``fixed_point = True`` becomes such a step on its own. ``max_rounds`` bounds
 the loop: rewrites that undo each other are a bug, reported with the passes named, never an endless loop.
 
-**The compile pipeline** is :func:`standard_pipeline`, defined here and nowhere else: fold-batchnorm,
-fold-scales, canonicalize (to its fixed point), quantize (docs/design.md, §5).
+**The compile pipeline** is :func:`standard_pipeline`, defined here and nowhere else: reparameterize,
+fold-batchnorm, fold-scales, canonicalize (to its fixed point), quantize (docs/design.md, §5).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from spikec.passes.canonicalize import Canonicalize
 from spikec.passes.fold_batchnorm import FoldBatchNorm
 from spikec.passes.fold_scales import FoldScales
 from spikec.passes.quantize import Quantize, QuantizeOptions
+from spikec.passes.reparameterize import Reparameterize
 from spikec.passes.range_analysis import RangeAnalysis
 from spikec.passes.scale_classes import ScaleClassAnalysis
 from spikec.passes.spike_driven import SpikeDriven
@@ -41,7 +42,7 @@ __all__ = ["float_pipeline", "PassManager", "FixedPoint", "PipelineResult", "Cal
 Callback = Callable[[Transform, PassResult], None]
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
-    FoldBatchNorm, FoldScales, Canonicalize, Quantize,
+    Reparameterize, FoldBatchNorm, FoldScales, Canonicalize, Quantize,
     ValueDomains, SpikeDriven, ScaleClassAnalysis, RangeAnalysis, BalanceDelays,
 )}
 """Every pass spikec has, by name, analyses included: ``--print-ir-after`` names a pass of the compile pipeline,
@@ -152,13 +153,14 @@ def _to_fixed_point(step: FixedPoint, graph: Graph, run_pass: Callable[[Transfor
 
 
 def float_pipeline() -> PassManager:
-    """The float part of the compile pipeline: the folds and canonicalize. Its result is the folded float graph
-    (what NIR export reads)."""
-    return PassManager([FoldBatchNorm(), FoldScales(), Canonicalize()])
+    """The float part of the compile pipeline: reparameterize, the folds and canonicalize. Its result is the folded
+    float graph (what NIR export reads)."""
+    return PassManager([Reparameterize(), FoldBatchNorm(), FoldScales(), Canonicalize()])
 
 
 def standard_pipeline(options: QuantizeOptions = QuantizeOptions()) -> PassManager:
-    """The compile pipeline: the folds, canonicalize to its fixed point (:func:`float_pipeline`), then quantize
-    with ``options``. Its last run is quantize's, whose :class:`~spikec.passes.quantize.QuantizeResult` holds the
-    integer graph, the quantization report and the range analysis."""
+    """The compile pipeline: reparameterize, the folds, canonicalize to its fixed point (:func:`float_pipeline`),
+    then quantize with ``options``. Its last run is quantize's, whose
+    :class:`~spikec.passes.quantize.QuantizeResult` holds the integer graph, the quantization report and the range
+    analysis."""
     return PassManager([*float_pipeline().steps, Quantize(options)])

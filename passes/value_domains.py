@@ -40,6 +40,8 @@ import dataclasses
 import math
 from typing import Callable, Iterator, Mapping
 
+import numpy as np
+
 from spikec.errors import PassError
 from spikec.ir import Graph, Node, Value
 from spikec.ir.ops import OpCategory, op_traits
@@ -175,6 +177,14 @@ def _quantize(node, domains):
     return (Domain(node.attrs["lo"], node.attrs["hi"]),)
 
 
+def _pad(node, domains):
+    (a,) = domains
+    fill = node.attrs["fill"]
+    if not a.is_int or not np.all(fill == np.round(fill)):
+        return (REAL,)
+    return (Domain(min(a.lo, int(fill.min())), max(a.hi, int(fill.max()))),)
+
+
 def _output(node, domains):
     return ()
 
@@ -186,6 +196,7 @@ DOMAIN_RULES: dict[str, Rule] = {
     "to_time_major": _same,
     "reshape": _same,
     "slice": _same,
+    "pad": _pad,
     "transpose": _same,
     "conv1d": _real,
     "conv2d": _real,

@@ -24,17 +24,19 @@ DISTINCT_CAP = 1 << 16  # beyond this many distinct values an operand keeps only
 
 
 def verify(model, example_input, *, strict: bool = False, observe: int = 0, data=None,
-           input_layout: str = "B", seed: int = 0, name: str | None = None) -> Report:
+           input_layout: str = "B", seed: int = 0, name: str | None = None, fold: bool = True) -> Report:
     """Check that ``model`` (an ``nn.Module``) is spike-driven; ``example_input`` is what its forward takes.
 
     ``strict`` makes the exempt encoding layer and readout errors. ``observe`` > 0 also runs that many
     inputs through the float interpreter: random ones, or the first ``observe`` samples of ``data`` (an
-    array stacking model inputs along the batch axis; all of them when ``observe`` is 0).
+    array stacking model inputs along the batch axis; all of them when ``observe`` is 0). With ``fold`` (the
+    default) the check reads the deployable network: chains of convs, batch norms and pads between two weight
+    ops are folded into one weight op first (:mod:`spikec.passes.reparameterize`), and the report lists them.
     """
     from spikec.frontends.torch import trace_module
 
     graph = trace_module(model, example_input, input_layout, name).graph
-    return verify_graph(graph, strict=strict, observe=observe, data=data, seed=seed)
+    return verify_graph(graph, strict=strict, observe=observe, data=data, seed=seed, fold=fold)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,22 +202,29 @@ def report(model, data, out_dir: str, *, progress=None, **options) -> dict:
 
 
 def verify_graph(graph: Graph, *, strict: bool = False, observe: int = 0, data=None, seed: int = 0,
-                 data_name: str = "data") -> Report:
-    """:func:`verify` on a traced graph (the CLI's entry point)."""
+                 data_name: str = "data", fold: bool = True) -> Report:
+    """:func:`verify` on a traced graph (the CLI's entry point); with ``fold`` the graph is reparameterized in
+    place first."""
+    from spikec.diagnostics import Reparameterized
     from spikec.passes.base import AnalysisCache
+    from spikec.passes.reparameterize import Reparameterize
     from spikec.passes.spike_driven import SpikeDriven
     from spikec.passes.value_domains import ValueDomains
 
     analyses = AnalysisCache()
+    folds = Reparameterize()(graph, analyses).folds if fold else ()
+    reparameterized = tuple(Reparameterized(f.node.op, f.node.module, *(
+        (f.node.locs[0].file, f.node.locs[0].line) if f.node.locs and f.node.locs[0].file else (None, None)),
+        f.folded) for f in folds)
     findings = SpikeDriven(strict=strict)(graph, analyses)
     domains = ValueDomains()(graph, analyses)  # the domains the check read, from the cache
     if not observe and data is None:
-        return Report(graph.name, findings, strict)
+        return Report(graph.name, findings, strict, reparameterized=reparameterized)
     if data is None:
         count, samples, source = observe, _random_samples(graph, observe, seed), "random"
     else:
         count, samples, source = *_data_samples(graph, np.asarray(data), observe), data_name
-    return Report(graph.name, findings, strict, _observe(graph, domains, samples), count, source)
+    return Report(graph.name, findings, strict, _observe(graph, domains, samples), count, source, reparameterized)
 
 
 def check_observations(report: Report) -> None:

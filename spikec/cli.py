@@ -83,12 +83,17 @@ def _emit_report(report, fmt: str) -> None:
 @click.option("--data", "data_path", metavar="FILE.npz",
               help="Inputs for --observe: array x, inputs stacked along the batch axis (default: random inputs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-def verify(source, spike_driven, strict, fmt, fail_on, exit_zero, observe, data_path, seed):
+@click.option("--no-fold", "no_fold", is_flag=True,
+              help="Check the graph as traced: do not first fold chains of convs, batch norms and pads between "
+                   "two weight ops into one (RepConv, SepConv), as deployment does.")
+def verify(source, spike_driven, strict, fmt, fail_on, exit_zero, observe, data_path, seed, no_fold):
     """Check MODEL: with --spike-driven, that no weight is multiplied by a non-binary activation.
 
     Lists every violation with its rule, op, module path, source line, input domain and the producer that
-    made the input non-binary. Exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad input,
-    3 internal error.
+    made the input non-binary. The check reads the deployable network: chains of linear ops between two weight
+    ops (a conv, batch norm, pad and conv, as RepConv and SepConv) are folded into one weight op first, and
+    the report lists each fold; --no-fold checks the graph as traced. Exit codes: 0 clean, 1 findings at or
+    above --fail-on, 2 bad input, 3 internal error.
 
     \b
     Examples:
@@ -105,7 +110,7 @@ def verify(source, spike_driven, strict, fmt, fail_on, exit_zero, observe, data_
     data = load_data(data_path) if data_path else None
     _, traced = trace_source(source, seed)
     report = verify_graph(traced.graph, strict=strict, observe=observe, data=data, seed=seed,
-                          data_name=data_path or "data")
+                          data_name=data_path or "data", fold=not no_fold)
     _emit_report(report, fmt)
     check_observations(report)
     sys.exit(0 if exit_zero else report.exit_code(fail_on))

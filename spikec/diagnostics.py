@@ -18,7 +18,7 @@ from importlib import resources
 
 from spikec import __version__
 
-__all__ = ["Rule", "RULES", "SEVERITIES", "Operand", "Note", "Finding", "Observation", "Report",
+__all__ = ["Rule", "RULES", "SEVERITIES", "Operand", "Note", "Finding", "Observation", "Reparameterized", "Report",
            "FORMAT_VERSION", "SARIF_SCHEMA_URI", "report_schema"]
 
 FORMAT_VERSION = 1
@@ -156,6 +156,21 @@ class Observation:
 
 
 @dataclasses.dataclass(frozen=True)
+class Reparameterized:
+    """A weight op the check saw in place of a chain of ops the reparameterize pass folded into it."""
+
+    op: str
+    module: str
+    file: str | None
+    line: int | None
+    folded: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"op": self.op, "module": self.module, "file": self.file, "line": self.line,
+                "folded": list(self.folded)}
+
+
+@dataclasses.dataclass(frozen=True)
 class Report:
     """What ``spikec verify --spike-driven`` found in one model. ``observations`` is None unless observed
     mode ran, on ``samples`` inputs from ``sample_source`` ("random" or a file name)."""
@@ -166,6 +181,7 @@ class Report:
     observations: tuple[Observation, ...] | None = None
     samples: int = 0
     sample_source: str | None = None
+    reparameterized: tuple[Reparameterized, ...] = ()
 
     def count(self, severity: str) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -255,6 +271,12 @@ def _text(report: Report) -> str:
     if report.findings:
         lines.append("")
     lines += _observed_text(report)
+    if report.reparameterized:
+        lines.append(f"checked after reparameterizing {_plural(len(report.reparameterized), 'chain')} into single "
+                     "weight ops (--no-fold checks the graph as traced):")
+        lines += [f"  {_where(r.file, r.line, r.module)}: {r.op} in {r.module}: {' -> '.join(r.folded)}"
+                  for r in report.reparameterized]
+        lines.append("")
     lines.append(_summary(report))
     fired = dict.fromkeys(f.rule for f in report.findings if f.severity != "note")
     lines += [f"help[{rule}]: {RULES[rule].help}" for rule in sorted(fired)]
@@ -278,6 +300,7 @@ def _json(report: Report) -> dict:
         "summary": {s: report.count(s) for s in SEVERITIES},
         "findings": [f.to_json() for f in report.findings],
         "observed": observed,
+        "reparameterized": [r.to_json() for r in report.reparameterized],
     }
 
 

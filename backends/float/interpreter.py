@@ -54,6 +54,18 @@ def _linear(node, inputs):
     return _split(F.linear(_merged(x), _t(node.attrs["weight"]), _t(node.attrs["bias"])), x)
 
 
+def _pad(node, inputs):
+    """The input inside, each channel's fill on the border: the values a model that pads with zeros and then
+    writes its border holds."""
+    (x,), a = inputs, node.attrs
+    pads = a["pads"]
+    torch_pads = [p for i in reversed(range(len(pads) // 2)) for p in pads[2 * i:2 * i + 2]]  # last axis first
+    padded = F.pad(x, torch_pads)
+    border = F.pad(torch.zeros_like(x), torch_pads, value=1.0)
+    fill = _t(a["fill"]).reshape(1, 1, -1, *([1] * (x.dim() - 3)))
+    return torch.where(border.bool(), fill, padded)
+
+
 def _batchnorm(node, inputs):
     (x,), a = inputs, node.attrs
     moved = _merged(torch.movedim(x, a["axis"], 2))
@@ -136,6 +148,7 @@ EVAL_RULES: dict[str, Rule] = {
     "mean": _mean_rule,
     "sum": _reduce(torch.sum),
     "reshape": lambda node, inputs: inputs[0].reshape(*inputs[0].shape[:2], *node.attrs["shape"]),
+    "pad": _pad,
     "slice": lambda node, inputs: inputs[0].narrow(node.attrs["axis"], node.attrs["start"],
                                                    node.attrs["stop"] - node.attrs["start"]),
     "transpose": lambda node, inputs: inputs[0].permute(*node.attrs["perm"]),

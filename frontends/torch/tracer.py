@@ -58,6 +58,7 @@ class Role(enum.Enum):
 class Traced:
     value: Value | None  # None: poisoned by an earlier error
     role: Role
+    unfinished: str | None = None  # why the value cannot be read yet (a pad border written in part)
 
 
 @dataclasses.dataclass
@@ -165,6 +166,7 @@ class _Tracer(TorchFunctionMode):
         self.paused = False
         self.errors: list[str] = []
         self.params: dict[int, np.ndarray] = {}
+        self.pad_borders: dict[int, tuple] = {}  # id(tensor) -> (its pad node, the fill of each border cell)
         self.T: int | None = None
         self.B: int | None = None
 
@@ -262,8 +264,13 @@ class _Tracer(TorchFunctionMode):
             self.error(f"{_func_name(func)} reads a traced value into Python (data-dependent control flow): "
                        "spikec traces one run, so what follows would hold for this input only")
             return out
-        if not returned_tensors(out):
+        if not returned_tensors(out) and func.__name__ != "__setitem__":
             return out  # shape queries: dim(), size(), __len__ ...
+        unfinished = next((s.unfinished for s in sources if s.unfinished), None)
+        if unfinished is not None and func.__name__ != "__setitem__":
+            self.error(f"{_func_name(func)} reads {unfinished}")
+            self.poison(out)
+            return out
         if handler is None:
             self.error(f"unsupported op {_func_name(func)} on a traced tensor")
             self.poison(out)
@@ -606,25 +613,13 @@ def _h_getitem(tracer, func, args, kwargs, out):
     """``x[a:b, ...]`` with slices (and one ``...``): one ``slice`` op per axis it narrows."""
     source = _primary(tracer, args[0])
     shape = tuple(args[0].shape)
-    index = args[1] if isinstance(args[1], tuple) else (args[1],)
-    if sum(i is Ellipsis for i in index) > 1:
-        raise _Unsupported("an index with more than one '...'")
-    if Ellipsis in index:
-        at = index.index(Ellipsis)
-        index = index[:at] + (slice(None),) * (len(shape) - len(index) + 1) + index[at + 1:]
-    if len(index) > len(shape) or not all(isinstance(i, slice) for i in index):
-        raise _Unsupported("indexes with something other than slices (x[:, :, a:b]); integers, None, masks and "
-                           "index tensors are not supported")
     value = source.value
-    for dim, part in enumerate(index):
-        start, stop, step = part.indices(shape[dim])
-        if (start, stop, step) == (0, shape[dim], 1):
+    for dim, part in enumerate(_normalized_index(args[1], shape)):
+        if (part.start, part.stop) == (0, shape[dim]):
             continue
-        if step != 1 or stop <= start:
-            raise _Unsupported(f"a slice {start}:{stop}:{step}; only non-empty slices with step 1 are supported")
         axis = _ir_axis(source.role, dim)
         _sample_dims_ok(Role.TB, [axis])
-        value = tracer.emit("slice", [value], {"axis": axis, "start": start, "stop": stop})
+        value = tracer.emit("slice", [value], {"axis": axis, "start": part.start, "stop": part.stop})
     return value, source.role
 
 
@@ -656,6 +651,109 @@ def _h_split(tracer, func, args, kwargs, out):
             tracer.emit("slice", [source.value], {"axis": axis, "start": start, "stop": stop})
         tracer.bind(part, value, source.role)
     return None
+
+
+def _h_pad(tracer, func, args, kwargs, out):
+    """``F.pad`` with a constant on the sample axes after the channel axis (``[N, C, H, W]`` by 1 or 2 axes)."""
+    bound = dict(zip(["input", "pad", "mode", "value"], args)) | kwargs
+    source = _primary(tracer, bound["input"])
+    mode = bound.get("mode") or "constant"
+    if mode != "constant":
+        raise _Unsupported(f"mode={mode!r}; only constant padding is supported")
+    torch_pads = [int(p) for p in bound["pad"]]
+    if len(torch_pads) not in (2, 4) or any(p < 0 for p in torch_pads):
+        raise _Unsupported(f"pad {torch_pads}: spikec pads the last one or two axes by amounts >= 0")
+    ndim, padded = bound["input"].dim(), len(torch_pads) // 2
+    first_sample = 2 if source.role is Role.TB else 1
+    if ndim - padded <= first_sample:
+        raise _Unsupported("pads the channel, batch or time axis; spikec pads only the axes after the channels")
+    pads = tuple(p for i in reversed(range(padded)) for p in torch_pads[2 * i:2 * i + 2])  # IR: axis order
+    value = float(bound.get("value") or 0.0)
+    fill = np.full(source.value.type.shape[2], value, dtype=np.float32)
+    return tracer.emit("pad", [source.value], {"pads": pads, "fill": fill}), source.role
+
+
+def _border_cells(pad: Value) -> np.ndarray:
+    """A boolean ``[C, *padded axes]`` map of the pad's border."""
+    pads, shape = pad.producer.attrs["pads"], pad.type.shape
+    padded = len(pads) // 2
+    inside = np.zeros(shape[pad.type.rank - padded:], dtype=bool)
+    inside[tuple(slice(pads[2 * i], shape[pad.type.rank - padded + i] - pads[2 * i + 1]) for i in range(padded))] = True
+    return np.broadcast_to(~inside, (shape[2], *inside.shape))
+
+
+def _h_setitem(tracer, func, args, kwargs, out):
+    """``x[region] = constant`` on the border of a pad, as RepVGG-style BN-and-pad layers (Meta-SpikeFormer's
+    ``BNAndPadLayer``) write each side of it in turn. The border becomes a ``pad`` whose fill is the written
+    constant once every border cell of each channel holds one value; until then reading ``x`` is an error."""
+    target, index, written = args[0], args[1], args[2]
+    source = tracer.lookup(target)
+    if source is None or tracer.lookup(written) is not None:
+        raise _Unsupported("writes an activation into a tensor; spikec traces assignments of constants only")
+    pad = source.value.producer if source.value is not None else None
+    state = tracer.pad_borders.get(id(target))
+    if state is None:
+        if pad is None or pad.op != "pad":
+            raise _Unsupported("assigns into an activation; spikec traces only writes to a pad's border "
+                               "(a BN-and-pad layer)")
+        border = _border_cells(source.value)
+        cells = np.where(border, pad.attrs["fill"].reshape(-1, *[1] * (border.ndim - 1)), np.nan)
+        state = (pad, cells)
+    pad, cells = state
+    shape = tuple(target.shape)
+    region = _normalized_index(index, shape)
+    first_sample = 2 if source.role is Role.TB else 1
+    if any(region[d] != slice(0, shape[d], 1) for d in range(first_sample + 1)):
+        raise _Unsupported("assigns to part of the batch, time or channel axes; a border write covers them all")
+    padded = len(pad.attrs["pads"]) // 2
+    if any(region[d] != slice(0, shape[d], 1) for d in range(first_sample + 1, len(shape) - padded)):
+        raise _Unsupported("assigns to part of an axis the pad does not pad")
+    constant = torch.as_tensor(written, dtype=torch.float32).detach().cpu().numpy()
+    block = np.broadcast_to(constant, target[index].shape)
+    per_channel = block.reshape(*block.shape[:first_sample], block.shape[first_sample], -1)
+    if not np.all(per_channel == per_channel[(0,) * first_sample][:, :1]):
+        raise _Unsupported("assigns values that vary over batch, time or position; a border holds one value per "
+                           "channel")
+    spatial = (slice(None),) + tuple(region[len(shape) - padded:])
+    if not np.all(_border_cells(pad.output)[spatial]):
+        raise _Unsupported("assigns inside the padded tensor, not only on its border")
+    cells = cells.copy()
+    cells[spatial] = per_channel[(0,) * first_sample][:, 0].reshape(-1, *[1] * padded)
+    fills = [np.unique(c[~np.isnan(c)]) for c in cells]
+    if all(f.size == 1 for f in fills):
+        fill = np.array([f[0] for f in fills], dtype=np.float32)
+        value = tracer.graph.add("pad", [pad.inputs[0]], {"pads": pad.attrs["pads"], "fill": fill}, pad.locs)
+        tracer.pad_borders[id(target)] = (value.producer, cells)
+        tracer.bind(target, value, source.role)
+        if not pad.output.uses and not any(t.value is pad.output for t in tracer.traced.values()):
+            tracer.graph.erase(pad)  # the border it was traced with is overwritten: nothing reads it
+    else:
+        tracer.pad_borders[id(target)] = (pad, cells)
+        tracer.bind(target, source.value, source.role)
+        tracer.traced[id(target)].unfinished = (f"a pad border written in part (the border of {pad.describe()} "
+                                                "holds more than one value per channel)")
+    return None
+
+
+def _normalized_index(index, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """An index of slices (and at most one ``...``) as one ``slice(start, stop, 1)`` per axis."""
+    index = index if isinstance(index, tuple) else (index,)
+    if sum(i is Ellipsis for i in index) > 1:
+        raise _Unsupported("an index with more than one '...'")
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (len(shape) - len(index) + 1) + index[at + 1:]
+    if len(index) > len(shape) or not all(isinstance(i, slice) for i in index):
+        raise _Unsupported("indexes with something other than slices (x[:, :, a:b]); integers, None, masks and "
+                           "index tensors are not supported")
+    index = index + (slice(None),) * (len(shape) - len(index))
+    normalized = []
+    for dim, part in enumerate(index):
+        start, stop, step = part.indices(shape[dim])
+        if step != 1 or stop <= start:
+            raise _Unsupported(f"a slice {start}:{stop}:{step}; only non-empty slices with step 1 are supported")
+        normalized.append(slice(start, stop, 1))
+    return tuple(normalized)
 
 
 def _binary_roles(a: Traced, b: Traced) -> Role:
@@ -735,7 +833,7 @@ _HANDLERS: dict[str, Callable] = {
     "squeeze": _h_view,
     "permute": _h_permute, "transpose": _h_permute, "swapaxes": _h_permute, "swapdims": _h_permute,
     "repeat": _h_repeat, "mean": _h_mean, "sum": _h_sum, "adaptive_avg_pool2d": _h_adaptive_avg_pool2d,
-    "__getitem__": _h_getitem, "chunk": _h_split, "split": _h_split,
+    "__getitem__": _h_getitem, "__setitem__": _h_setitem, "pad": _h_pad, "chunk": _h_split, "split": _h_split,
     "add": _h_add, "__add__": _h_add, "__radd__": _h_add,
     "mul": _h_mul, "__mul__": _h_mul, "__rmul__": _h_mul,
     "div": _h_div, "__truediv__": _h_div, "true_divide": _h_div,

@@ -535,6 +535,24 @@ def _slice(types, attrs):
     return [x.with_shape(shape)]
 
 
+@_register("pad", 1, {"pads": "ints", "fill": "tensor"}, OpTraits(OpCategory.VIEW, Phase.FLOAT, per_step=True))
+def _pad(types, attrs):
+    """Constant padding of the last ``len(pads) // 2`` axes, ``pads`` = (before, after) per axis in axis order
+    (``(top, bottom, left, right)`` for ``[T, B, C, H, W]``); the border of channel ``c`` (axis 2, never padded)
+    holds ``fill[c]``. ``F.pad(x, p, value=v)`` is a pad with ``fill`` all ``v``; RepVGG-style BN-and-pad layers
+    fill with what their batch norm makes of 0."""
+    (x,) = types
+    pads, fill = attrs["pads"], attrs["fill"]
+    _need(len(pads) in (2, 4) and all(p >= 0 for p in pads), f"pads must be 2 or 4 values >= 0, got {list(pads)}")
+    padded = len(pads) // 2
+    _need(x.rank - padded >= 3, f"pad of {padded} axes needs a channel axis 2 before them, got {x}")
+    _need(fill.shape == (x.shape[2],), f"fill shape {list(fill.shape)} does not match {x.shape[2]} channels")
+    shape = list(x.shape)
+    for i in range(padded):
+        shape[x.rank - padded + i] += pads[2 * i] + pads[2 * i + 1]
+    return [x.with_shape(shape)]
+
+
 @_register("reshape", 1, {"shape": "ints"}, OpTraits(OpCategory.VIEW, Phase.BOTH, preserves_spikes=True, per_step=True))
 def _reshape(types, attrs):
     """Reshape the sample axes (row-major), keeping T and B: ``[T, B, *a] -> [T, B, *shape]``.

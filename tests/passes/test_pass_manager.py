@@ -307,8 +307,9 @@ def test_the_pipeline_result_keeps_each_pass_s_last_skips():
 
 def test_standard_pipeline_order():
     manager = standard_pipeline()
-    assert [p.name for p in manager.passes] == ["fold-batchnorm", "fold-scales", "canonicalize", "quantize"]
-    assert isinstance(manager.steps[2], FixedPoint)
+    assert [p.name for p in manager.passes] == ["reparameterize", "fold-batchnorm", "fold-scales", "canonicalize",
+                                                "quantize"]
+    assert isinstance(manager.steps[3], FixedPoint)
     assert [line.split()[0] for line in manager.describe()] == [p.name for p in manager.passes]
 
 
@@ -352,16 +353,18 @@ def test_passes_lists_the_pipeline_without_a_model():
     result = _compile("--passes")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["fold-batchnorm", "fold-scales", "canonicalize", "quantize"]
-    assert "in place, to a fixed point" in lines[2] and "functional" in lines[3]
+    assert [line.split()[0] for line in lines] == ["reparameterize", "fold-batchnorm", "fold-scales", "canonicalize",
+                                                   "quantize"]
+    assert "in place, to a fixed point" in lines[3] and "functional" in lines[4]
 
 
 def test_print_ir_after_all_prints_every_run_and_the_last_is_the_artifact_s_ir(tmp_path):
     result = _compile(*MODEL, "-o", tmp_path / "a", "--print-ir-after", "all")
     assert result.exit_code == 0, result.stderr
     headers = [line for line in result.stderr.splitlines() if line.startswith("// IR after ")]
-    assert headers[:2] == ["// IR after fold-batchnorm", "// IR after fold-scales"]
-    assert headers[2] == "// IR after canonicalize" and headers[-2] == "// IR after canonicalize (unchanged)"
+    assert headers[:3] == ["// IR after reparameterize (unchanged)", "// IR after fold-batchnorm",
+                           "// IR after fold-scales"]
+    assert headers[3] == "// IR after canonicalize" and headers[-2] == "// IR after canonicalize (unchanged)"
     assert headers[-1] == "// IR after quantize"
     model_ir = (tmp_path / "a" / "model.ir").read_text()
     last = result.stderr.split("// IR after quantize\n", 1)[1]
@@ -380,7 +383,7 @@ def test_print_ir_after_one_pass_prints_only_that_pass(tmp_path):
 def test_an_unknown_pass_name_is_bad_usage_on_one_line(tmp_path, name, what):
     result = _compile(*MODEL, "-o", tmp_path / "a", "--print-ir-after", name)
     assert result.exit_code == 2
-    assert result.stderr == (f"spikec: error: --print-ir-after: {name!r} {what}; choose one of fold-batchnorm, "
-                             "fold-scales, canonicalize, quantize, or all\n")
+    assert result.stderr == (f"spikec: error: --print-ir-after: {name!r} {what}; choose one of reparameterize, "
+                             "fold-batchnorm, fold-scales, canonicalize, quantize, or all\n")
     assert not (tmp_path / "a").exists()
 
