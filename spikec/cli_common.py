@@ -141,6 +141,9 @@ def model_options(command):
                      help="Time steps T of a zoo model, or how many steps a NIR graph (MODEL.nir) runs."),
         click.option("--input-layout", type=click.Choice(["B", "TB"]), default="B", show_default=True,
                      help="B: forward takes [B, ...] and encodes over time itself; TB: it takes [T, B, ...]."),
+        click.option("--merged-neurons-at-batch-1", is_flag=True,
+                     help="Trace a neuron called on time and batch merged ([T*B, ...], QKFormer's stage 3) as one "
+                          "over T steps: what the model computes at batch 1. Needs --input-shape of batch 1."),
     ]
 
     @functools.wraps(command)
@@ -154,7 +157,7 @@ def model_options(command):
 
 
 _MODEL_PARAMS = ("checkpoint", "model_ref", "arch", "model_args", "weights", "allow_pickle", "input_shape",
-                 "timesteps", "input_layout")
+                 "timesteps", "input_layout", "merged_neurons_at_batch_1")
 
 
 def model_source(**given):
@@ -167,7 +170,8 @@ def model_source(**given):
     return ModelSource(checkpoint=checkpoint, model=given["model_ref"], arch=given["arch"],
                        model_args=parse_model_args(given["model_args"]), weights=given["weights"],
                        allow_pickle=given["allow_pickle"], input_shape=parse_shape(shape) if shape else None,
-                       timesteps=given["timesteps"], input_layout=layout)
+                       timesteps=given["timesteps"], input_layout=layout,
+                       merged_neurons_at_batch_1=given["merged_neurons_at_batch_1"])
 
 
 def engine_options(command):

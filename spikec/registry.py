@@ -67,9 +67,9 @@ def _lower_loihi2(graph, name: str, ranges, attention: str):
 
 
 def _torch(plan, lava_models):
-    from spikec.simulation import torch_runner
+    from spikec.simulation import batch_axis, torch_runner
 
-    return torch_runner(plan.module)
+    return torch_runner(plan.module, batch_axis(plan.layout) if plan.per_sample else None)
 
 
 def _float(plan, lava_models):

@@ -343,6 +343,7 @@ class SimulationPlan:
     float_graph: object | None = None
     recipe: tuple | None = None     # (model, options): what SimulationPlan.of rebuilds this plan from
     onnx_file: str | None = None    # the ONNX export the onnxruntime backend runs (else it exports the graph)
+    per_sample: bool = False        # the module computes what was traced at batch 1 only (merged neurons)
 
     @classmethod
     def of(cls, model, x=None, *, compiled=None, input_layout: str = "B", **compile_options) -> "SimulationPlan":
@@ -374,7 +375,8 @@ class SimulationPlan:
                 compile_options["calibrate"] = Calibrate(data=_first(x, Calibrate.samples, model.input_layout))
             loaded, compiled = compile_source(model, **compile_options)
             return cls(loaded.name, compiled, loaded.input_shape, loaded.input_layout, loaded.module,
-                       compiled.float_graph, (model, compile_options))
+                       compiled.float_graph, (model, compile_options),
+                       per_sample=model.merged_neurons_at_batch_1)
         if isinstance(model, torch.nn.Module):
             if compiled is None:
                 from spikec.api import compile as compile_module
@@ -521,22 +523,29 @@ def lava_runner(graph, scale: float, lava_models: str = "spikec", process_graph=
     return make(graph, scale, fast=lava_models == "spikec", process_graph=process_graph)
 
 
-def torch_runner(module: torch.nn.Module) -> Callable:
+def torch_runner(module: torch.nn.Module, per_sample_axis: int | None = None) -> Callable:
     """The PyTorch module itself; its stateful neurons are reset before every batch, so no batch starts
     from the state the previous one left. Its logits are the first tensor it returns, as the traced graph's
-    first output is."""
+    first output is. With ``per_sample_axis`` (the input's batch axis) it runs one sample at a time and stacks the
+    logits along their first axis: a model traced with merged neurons at batch 1 computes that only at batch 1."""
     from spikec.frontends.torch.neurons import reset_neuron_state
     from spikec.frontends.torch.tracer import returned_tensors
 
     module.eval()
 
-    def run(batch):
+    def run_batch(batch):
         reset_neuron_state(module)
         with torch.no_grad():
             out = returned_tensors(module(torch.from_numpy(batch)))
         if not out:
             raise InputError("the model's forward returned no tensor of logits")
-        return out[0].numpy(), None
+        return out[0].numpy()
+
+    def run(batch):
+        if per_sample_axis is not None:
+            samples = np.split(batch, batch.shape[per_sample_axis], axis=per_sample_axis)
+            return np.concatenate([run_batch(np.ascontiguousarray(s)) for s in samples]), None
+        return run_batch(batch), None
     return run
 
 

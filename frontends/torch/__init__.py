@@ -14,7 +14,8 @@ def trace_source(source: ModelSource, seed: int = 0) -> tuple[LoadedModel, Trace
     if source.checkpoint and source.checkpoint.endswith(".nir"):
         return _read_nir(source)
     loaded = load_model(source)
-    return loaded, trace_module(loaded.module, example_input(loaded, seed), loaded.input_layout, loaded.name)
+    return loaded, trace_module(loaded.module, example_input(loaded, seed), loaded.input_layout, loaded.name,
+                                source.merged_neurons_at_batch_1)
 
 
 def _read_nir(source: ModelSource) -> tuple[LoadedModel, TraceResult]:

@@ -68,6 +68,7 @@ class ModelSource:
     input_shape: tuple[int, ...] | None = None
     timesteps: int | None = None
     input_layout: str = "B"
+    merged_neurons_at_batch_1: bool = False  # trace_module's option of that name
 
 
 @dataclasses.dataclass

@@ -156,8 +156,9 @@ def _param(tensor: torch.Tensor | None, cache: dict[int, np.ndarray]) -> np.ndar
 
 
 class _Tracer(TorchFunctionMode):
-    def __init__(self, model: nn.Module, graph: Graph):
+    def __init__(self, model: nn.Module, graph: Graph, merged_neurons_at_batch_1: bool = False):
         super().__init__()
+        self.merged_neurons_at_batch_1 = merged_neurons_at_batch_1
         self.graph = graph
         self.traced: dict[int, Traced] = {}
         self.keepalive: list[torch.Tensor] = []
@@ -222,14 +223,28 @@ class _Tracer(TorchFunctionMode):
                 self.poison(spikes)
             elif source.value is None:
                 self.poison(spikes)
+            elif source.role is Role.MERGED and self.merged_neurons_at_batch_1 and source.value.type.batch == 1:
+                # at batch 1 the [T*B, ...] tensor is [T, ...]: the neuron runs over the T steps of the IR value
+                self.bind(spikes, self.emit(op, [source.value], attrs), Role.MERGED)
             elif source.role is not Role.TB:
-                self.error(f"{type(module).__name__} gets a {source.role.value} tensor of shape "
-                           f"{list(x.shape)}; multi-step neurons take [T, B, ...]")
+                self.error(self._misplaced_neuron(module, source, x))
                 self.poison(spikes)
             else:
                 self.bind(spikes, self.emit(op, [source.value], attrs), Role.TB)
             return spikes
         return forward
+
+    def _misplaced_neuron(self, module: nn.Module, source: Traced, x: torch.Tensor) -> str:
+        message = (f"{type(module).__name__} gets a {source.role.value} tensor of shape {list(x.shape)}; "
+                   "multi-step neurons take [T, B, ...]")
+        if source.role is not Role.MERGED:
+            return message
+        if self.merged_neurons_at_batch_1:
+            return (f"{message}; --merged-neurons-at-batch-1 needs an example input of batch 1, got batch "
+                    f"{source.value.type.batch}")
+        return (f"{message}. On time and batch merged it runs over T*B steps, T only at batch 1: if the model is "
+                "meant to run one sample at a time, pass --merged-neurons-at-batch-1 (docs/design.md, "
+                "'Merged neurons')")
 
     def unknown_stateful_forward(self, module: nn.Module, original: Callable) -> Callable:
         def forward(*args, **kwargs):
@@ -851,17 +866,23 @@ def _model_name(model: nn.Module) -> str:
 
 
 def trace_module(model: nn.Module, example_input: torch.Tensor, input_layout: str = "B",
-                 name: str | None = None) -> TraceResult:
+                 name: str | None = None, merged_neurons_at_batch_1: bool = False) -> TraceResult:
     """Trace ``model`` on ``example_input`` into a verified IR graph.
 
     ``input_layout`` says how the input tensor maps onto ``[T, B, ...]``: ``"B"`` for ``[B, ...]`` (the
     model encodes over time itself, or takes ``[B, T, ...]`` and permutes), ``"TB"`` for ``[T, B, ...]``.
     Raises :class:`InputError` listing every unsupported op and unknown stateful module, each with its
     ``file:line`` and module path.
+
+    ``merged_neurons_at_batch_1``: a neuron called on time and batch merged (``[T*B, ...]``, QKFormer's stage-3
+    ``proj_lif``) runs over ``T*B`` steps, which are the ``T`` time steps only at batch 1. With this option and an
+    example input of batch 1 such a neuron is traced as one over the value's ``T`` steps, so spikec computes
+    every sample as the model does at batch 1 (at batch ``B > 1`` the model itself carries one sample's state
+    into the next).
     """
     _check_example_input(example_input, input_layout)
     graph = Graph(name or _model_name(model))
-    tracer = _Tracer(model, graph)
+    tracer = _Tracer(model, graph, merged_neurons_at_batch_1)
     shape = tuple(example_input.shape)
     ir_shape = (1, *shape) if input_layout == "B" else shape
     x = example_input.detach().to(torch.float32).clone()
