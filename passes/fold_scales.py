@@ -29,7 +29,7 @@ import dataclasses
 import numpy as np
 
 from spikec.errors import PassError
-from spikec.ir import Graph, Node
+from spikec.ir import OPS, Graph, Node
 from spikec.ir.ops import OpCategory, Phase, ops_with
 from spikec.passes.base import AnalysisCache, PassResult, Skip, Transform, single_user, unexplained
 
@@ -37,10 +37,11 @@ __all__ = ["FoldScales"]
 
 _WEIGHT_OPS = ops_with(category=OpCategory.WEIGHT, phase=Phase.FLOAT)
 _NEURONS = ops_with(category=OpCategory.NEURON, phase=Phase.FLOAT)
-# Scales move below reductions and below the views that keep the time axis, for any sign of the factor; not
-# below a pad, whose border constant the scale would have to scale too.
-_COMMUTING = (ops_with(category=OpCategory.REDUCTION, phase=Phase.FLOAT)
-              | ops_with(category=OpCategory.VIEW, phase=Phase.FLOAT, per_step=True)) - {"pad"}
+# Scales move below reductions and below the one-input views that keep the time axis, for any sign of the factor
+# (below a concat it would scale the other parts too); not below a pad, whose border the scale would have to scale.
+_COMMUTING = frozenset(op for op in ops_with(category=OpCategory.REDUCTION, phase=Phase.FLOAT)
+                       | ops_with(category=OpCategory.VIEW, phase=Phase.FLOAT, per_step=True)
+                       if OPS[op].num_inputs == 1) - {"pad"}
 
 
 def _scaled_twin(add: Node, scale: Node) -> Node | None:

@@ -599,6 +599,7 @@ UNQUANTIZABLE = {
     "batchnorm": "run fold-batchnorm first; compile --explain says why a batch norm was not folded",
     "scale": "run fold-scales first; compile --explain says why a scale was not folded",
     "avgpool": "average pooling is not supported yet",
+    "concat": "concatenation is not supported on chip yet",
     "pad": "reparameterize absorbs a pad into the convolution it feeds; compile --explain says why this one was not",
 }
 """The float ops quantize refuses, with what to do about them."""

@@ -96,7 +96,7 @@ class _Context:
     def producer(self, value: Value) -> Node:
         """The op that computed ``value``, looking through views (they move elements, not change them)."""
         node = value.producer
-        while node.op in VIEW_OPS:
+        while node.op in VIEW_OPS and len(node.inputs) == 1:
             node = node.inputs[0].producer
         return node
 

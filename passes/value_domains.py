@@ -177,6 +177,12 @@ def _quantize(node, domains):
     return (Domain(node.attrs["lo"], node.attrs["hi"]),)
 
 
+def _concat(node, domains):
+    if not all(d.is_int for d in domains):
+        return (REAL,)
+    return (Domain(min(d.lo for d in domains), max(d.hi for d in domains)),)
+
+
 def _pad(node, domains):
     (a,) = domains
     fill = node.attrs["fill"]
@@ -197,6 +203,7 @@ DOMAIN_RULES: dict[str, Rule] = {
     "reshape": _same,
     "slice": _same,
     "pad": _pad,
+    "concat": _concat,
     "transpose": _same,
     "conv1d": _real,
     "conv2d": _real,

@@ -149,6 +149,7 @@ EVAL_RULES: dict[str, Rule] = {
     "sum": _reduce(torch.sum),
     "reshape": lambda node, inputs: inputs[0].reshape(*inputs[0].shape[:2], *node.attrs["shape"]),
     "pad": _pad,
+    "concat": lambda node, inputs: torch.cat(inputs, dim=node.attrs["axis"]),
     "slice": lambda node, inputs: inputs[0].narrow(node.attrs["axis"], node.attrs["start"],
                                                    node.attrs["stop"] - node.attrs["start"]),
     "transpose": lambda node, inputs: inputs[0].permute(*node.attrs["perm"]),

@@ -778,6 +778,24 @@ def _binary_roles(a: Traced, b: Traced) -> Role:
     raise _Unsupported(f"combines a {a.role.value} tensor with a {b.role.value} tensor")
 
 
+def _h_cat(tracer, func, args, kwargs, out):
+    """``torch.cat`` (and ``concat``/``concatenate``) of traced values along a sample axis."""
+    tensors = list(args[0] if args else kwargs["tensors"])
+    dim = int(args[1] if len(args) > 1 else kwargs.get("dim", kwargs.get("axis", 0)))
+    parts = [tracer.lookup(t) for t in tensors]
+    if any(p is None for p in parts):
+        raise _Unsupported("concatenates a constant with an activation (only activations are supported)")
+    roles = {p.role for p in parts}
+    if len(roles) != 1:
+        raise _Unsupported(f"concatenates {' and '.join(sorted(r.value for r in roles))} tensors")
+    role = roles.pop()
+    axis = _ir_axis(role, _norm_dim(dim, tensors[0].dim()))
+    _sample_dims_ok(Role.TB, [axis])
+    if len(parts) == 1:
+        return parts[0].value, role
+    return tracer.emit("concat", [p.value for p in parts], {"axis": axis}), role
+
+
 def _h_add(tracer, func, args, kwargs, out):
     a, b = tracer.lookup(args[0]), tracer.lookup(args[1])
     alpha = kwargs.get("alpha", 1)
@@ -848,6 +866,7 @@ _HANDLERS: dict[str, Callable] = {
     "squeeze": _h_view,
     "permute": _h_permute, "transpose": _h_permute, "swapaxes": _h_permute, "swapdims": _h_permute,
     "repeat": _h_repeat, "mean": _h_mean, "sum": _h_sum, "adaptive_avg_pool2d": _h_adaptive_avg_pool2d,
+    "cat": _h_cat, "concat": _h_cat, "concatenate": _h_cat,
     "__getitem__": _h_getitem, "__setitem__": _h_setitem, "pad": _h_pad, "chunk": _h_split, "split": _h_split,
     "add": _h_add, "__add__": _h_add, "__radd__": _h_add,
     "mul": _h_mul, "__mul__": _h_mul, "__rmul__": _h_mul,

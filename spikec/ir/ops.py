@@ -535,6 +535,21 @@ def _slice(types, attrs):
     return [x.with_shape(shape)]
 
 
+@_register("concat", None, {"axis": "int"},
+           OpTraits(OpCategory.VIEW, Phase.FLOAT, preserves_spikes=True, per_step=True))
+def _concat(types, attrs):
+    """``torch.cat`` of two or more values along the sample axis ``axis``; every other axis equal."""
+    _need(len(types) >= 2, f"concat needs at least two values, got {len(types)}")
+    first, axis = types[0], attrs["axis"]
+    _sample_axis(first, axis, "axis")
+    for t in types[1:]:
+        _need(t.rank == first.rank and all(a == b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis),
+              f"values of shapes {list(first.shape)} and {list(t.shape)} differ off axis {axis}")
+    shape = list(first.shape)
+    shape[axis] = sum(t.shape[axis] for t in types)
+    return [TensorType(tuple(shape), _need_same_dtype(types))]
+
+
 @_register("pad", 1, {"pads": "ints", "fill": "tensor"}, OpTraits(OpCategory.VIEW, Phase.FLOAT, per_step=True))
 def _pad(types, attrs):
     """Constant padding of the last ``len(pads) // 2`` axes, ``pads`` = (before, after) per axis in axis order

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import spikec
+from spikec.api import compile as compile_model, verify_graph
 from spikec.backends.float.interpreter import run_float
 from spikec.errors import InputError
 from spikec.frontends.torch import trace_module
@@ -68,3 +69,41 @@ class SplitsTime(nn.Module):
 def test_a_split_along_time_is_one_line_naming_it():
     with pytest.raises(InputError, match=r"Tensor\.chunk: mixes the time or batch axis with sample axes"):
         trace_module(SplitsTime(), torch.rand(4, 1, 4), input_layout="TB")
+
+
+class Concatenated(nn.Module):
+    """Two spiking branches joined by ``torch.cat`` along the features before the classifier."""
+
+    def __init__(self, constant_part: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(5, 4), nn.Linear(5, 3)
+        self.lif_a, self.lif_b = spikec.nn.MultiStepLIF(), spikec.nn.MultiStepLIF()
+        self.head = nn.Linear(7, 2)
+        self.constant_part = constant_part
+
+    def forward(self, x):
+        x = x.unsqueeze(0).repeat(2, 1, 1)
+        a = self.lif_a(self.a(x) * 3)
+        b = torch.zeros(2, x.shape[1], 3) if self.constant_part else self.lif_b(self.b(x) * 3)
+        return self.head(torch.cat([a, b], dim=-1)).mean(0)
+
+
+def test_cat_of_spike_tensors_traces_exactly_and_keeps_them_spikes():
+    model = Concatenated().eval()
+    graph = trace_module(model, torch.rand(1, 5)).graph
+    (concat,) = [n for n in graph.nodes if n.op == "concat"]
+    assert concat.attrs["axis"] == 2 and concat.output.shape == (2, 1, 7)
+    x = torch.rand(6, 5)
+    with torch.no_grad():
+        assert torch.equal(run_float(graph, [x]).outputs[0], model(x))
+    report = verify_graph(graph)
+    assert report.count("error") == 0 and [f.module for f in report.findings] == ["a", "b"]   # encoding notes
+
+
+def test_cat_with_a_constant_is_one_line_and_compile_refuses_a_concat_in_one_line():
+    with pytest.raises(InputError, match=r"torch.cat: concatenates a constant with an activation"):
+        trace_module(Concatenated(constant_part=True), torch.rand(1, 5))
+    with pytest.raises(InputError, match=r"concat .*: concat cannot be quantized \(concatenation is not supported on "
+                                         r"chip yet\)"):
+        compile_model(Concatenated().eval(), torch.rand(1, 5))
