@@ -598,6 +598,7 @@ QUANTIZE_RULES = {
 UNQUANTIZABLE = {
     "batchnorm": "run fold-batchnorm first; compile --explain says why a batch norm was not folded",
     "scale": "run fold-scales first; compile --explain says why a scale was not folded",
+    "scale_by": "a scale per channel or head is not supported on chip yet: fold-scales folds one scale per tensor",
     "avgpool": "average pooling is not supported yet",
     "concat": "concatenation is not supported on chip yet",
     "pad": "reparameterize absorbs a pad into the convolution it feeds; compile --explain says why this one was not",

@@ -216,6 +216,7 @@ DOMAIN_RULES: dict[str, Rule] = {
     "mul": _mul,
     "and_not": _and_not,
     "scale": _scale,
+    "scale_by": _real,
     "matmul": _matmul,
     "maxpool": _same,
     "avgpool": _real,

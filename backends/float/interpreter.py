@@ -142,6 +142,7 @@ EVAL_RULES: dict[str, Rule] = {
     "mul": lambda node, inputs: inputs[0] * inputs[1],
     "and_not": lambda node, inputs: (1.0 - inputs[0]) * inputs[1],
     "scale": lambda node, inputs: inputs[0] * node.attrs["factor"],
+    "scale_by": lambda node, inputs: inputs[0] * _t(node.attrs["factors"]),
     "matmul": lambda node, inputs: inputs[0] @ inputs[1],
     "maxpool": _maxpool,
     "avgpool": _avgpool,

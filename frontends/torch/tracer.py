@@ -818,11 +818,32 @@ def _h_mul(tracer, func, args, kwargs, out):
         _check_same_rank(args[0], args[1])
         return tracer.emit("mul", [a.value, b.value], {}), _binary_roles(a, b)
     traced, other = (a, args[1]) if a is not None else (b, args[0])
-    if isinstance(other, torch.Tensor):
-        if other.numel() != 1:
-            raise _Unsupported("multiplies an activation by a constant tensor")
-        other = other.item()
-    return tracer.emit("scale", [traced.value], {"factor": float(other)}), traced.role
+    activation = args[0] if a is not None else args[1]
+    if isinstance(other, torch.Tensor) and other.numel() != 1:
+        return _scale_by(tracer, traced, activation, other), traced.role
+    factor = float(other.item() if isinstance(other, torch.Tensor) else other)
+    if not math.isfinite(factor):
+        raise _Unsupported(f"multiplies by {factor} (an untrained buffer?)")
+    return tracer.emit("scale", [traced.value], {"factor": factor}), traced.role
+
+
+def _scale_by(tracer, traced: Traced, activation: torch.Tensor, constant: torch.Tensor) -> Value:
+    """A constant tensor that varies only over sample axes (one factor per channel or head)."""
+    try:
+        fits = torch.broadcast_shapes(constant.shape, activation.shape) == activation.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise _Unsupported(f"multiplies an activation of shape {list(activation.shape)} by a constant of shape "
+                           f"{list(constant.shape)} that does not broadcast to it")
+    full = constant.reshape((1,) * (activation.dim() - constant.dim()) + tuple(constant.shape))
+    first_sample = 2 if traced.role is Role.TB else 1
+    if any(d != 1 for d in full.shape[:first_sample]):
+        raise _Unsupported("multiplies by a constant that varies over the time or batch axis")
+    factors = full.reshape(full.shape[first_sample:]).detach().cpu().to(torch.float32).numpy().copy()
+    if not np.all(np.isfinite(factors)):
+        raise _Unsupported("multiplies by a constant tensor holding infinite or NaN values (an untrained buffer?)")
+    return tracer.emit("scale_by", [traced.value], {"factors": factors})
 
 
 def _h_div(tracer, func, args, kwargs, out):

@@ -439,6 +439,19 @@ def _scale(types, attrs):
     return [types[0]]
 
 
+@_register("scale_by", 1, {"factors": "tensor"}, OpTraits(OpCategory.ELEMENTWISE, Phase.FLOAT, per_step=True))
+def _scale_by(types, attrs):
+    """Multiply by a constant tensor broadcast over the sample axes, ``y = x * factors[None, None]``: a scale per
+    channel or head, e.g. SpikingResformer's attention scale ``1 / sqrt(firing_rate * d)`` per head.
+    ``factors`` has the rank of the sample shape; each of its axes is 1 or the value's."""
+    (x,) = types
+    factors = attrs["factors"]
+    _need(factors.ndim == x.rank - 2 and all(f in (1, s) for f, s in zip(factors.shape, x.sample_shape)),
+          f"factors of shape {list(factors.shape)} do not broadcast over sample shape {list(x.sample_shape)}")
+    _need(bool(np.all(np.isfinite(factors))), "factors must be finite")
+    return [x]
+
+
 @_register("matmul", 2, {}, OpTraits(OpCategory.PRODUCT, Phase.BOTH, per_step=True))
 def _matmul(types, attrs):
     """Product of two dynamic values over their last two axes, leading axes broadcast:

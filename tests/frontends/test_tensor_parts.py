@@ -107,3 +107,40 @@ def test_cat_with_a_constant_is_one_line_and_compile_refuses_a_concat_in_one_lin
     with pytest.raises(InputError, match=r"concat .*: concat cannot be quantized \(concatenation is not supported on "
                                          r"chip yet\)"):
         compile_model(Concatenated().eval(), torch.rand(1, 5))
+
+
+class PerHeadScale(nn.Module):
+    """SpikingResformer's attention scale: ``attn * (1 / sqrt(firing_rate * d))`` with a firing-rate buffer of
+    shape [1, 1, heads, 1, 1], learned in training (zero, so the scale infinite, in an untrained model)."""
+
+    def __init__(self, firing_rate: float | None = 0.2):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lif, self.out = spikec.nn.MultiStepLIF(), spikec.nn.MultiStepLIF()
+        rates = torch.tensor([0.1, 0.3]) if firing_rate is not None else torch.zeros(2)
+        self.register_buffer("firing_rate", rates.reshape(1, 1, 2, 1, 1))
+        self.head = nn.Linear(2 * 3 * 3, 2)
+
+    def forward(self, x):                                                  # x: [B, 2, 3, 4]
+        s = self.lif(x.unsqueeze(0).repeat(2, 1, 1, 1, 1) * 2)              # [T, B, heads, N, d]
+        attn = (s @ s.transpose(-1, -2)) * (1.0 / torch.sqrt(self.firing_rate * 4))
+        return self.head(self.out(attn).flatten(2)).mean(0)
+
+
+def test_a_per_head_constant_scale_traces_exactly_and_compile_refuses_it_in_one_line():
+    model = PerHeadScale().eval()
+    graph = trace_module(model, torch.rand(1, 2, 3, 4)).graph
+    (node,) = [n for n in graph.nodes if n.op == "scale_by"]
+    assert node.attrs["factors"].shape == (2, 1, 1)
+    x = torch.rand(5, 2, 3, 4)
+    with torch.no_grad():
+        assert torch.equal(run_float(graph, [x]).outputs[0], model(x))
+    with pytest.raises(InputError, match=r"scale_by cannot be quantized \(a scale per channel or head is not "
+                                         r"supported on chip yet"):
+        compile_model(model, torch.rand(1, 2, 3, 4))
+
+
+def test_an_infinite_scale_from_an_untrained_buffer_is_one_line():
+    with pytest.raises(InputError, match=r"Tensor.mul: multiplies by a constant tensor holding infinite or NaN "
+                                         r"values \(an untrained buffer\?\)"):
+        trace_module(PerHeadScale(firing_rate=None).eval(), torch.rand(1, 2, 3, 4))
