@@ -110,6 +110,7 @@ def test_meta_spikeformer_compiles_and_intsim_agrees_with_the_module():
     assert min(agreement.values()) > 0.65, agreement
 
 
+@pytest.mark.slow
 @pytest.mark.lava
 @pytest.mark.spikingjelly_legacy
 def test_meta_spikeformer_runs_bit_exact_on_lava(tmp_path):
