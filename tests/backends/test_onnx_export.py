@@ -127,7 +127,7 @@ def test_a_model_is_compiled_with_the_defaults_then_exported(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["missing.pt", "--to", "onnx", "-o", "{tmp}/x.onnx"], "missing.pt: no such file"),
-    (["examples/digits/checkpoints/sdt-cifar.pt", "--to", "netx", "-o", "{tmp}/x"], "Invalid value for '--to'"),
+    (["examples/digits/checkpoints/sdt-cifar.pt", "--to", "tflite", "-o", "{tmp}/x"], "Invalid value for '--to'"),
     (["examples/digits/checkpoints/sdt-cifar.pt", "--to", "onnx", "-o", "{tmp}"], "is a directory"),
 ])
 def test_export_misuse_is_one_line(tmp_path, args, message):
