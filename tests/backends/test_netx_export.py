@@ -135,6 +135,20 @@ def _final_state(neuron, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return state.u, state.v
 
 
+def _assert_netx_spikes_equal_intsim(graph, x, net_file):
+    """Run the netx file on intsim's encoding of ``x``; every neuron layer fires and spikes as on intsim. Returns
+    intsim's run, the encoded input, netx's spikes per layer and the encoder's final (u, v)."""
+    reference = run_intsim(graph, [x], keep_values=True)
+    neurons = [n for n in graph.nodes if n.op == "qlif"]
+    encoded = reference.of(neurons[0].inputs[0].producer)
+    spikes, state = _run_netx(str(net_file), encoded, [n.output.type.sample_shape for n in neurons])
+    rates = {n.module: round(float(reference.of(n).mean()), 3) for n in neurons}
+    assert all(rate > 0.05 for rate in rates.values()), f"every layer must fire to prove much: {rates}"
+    for node, got in zip(neurons, spikes):
+        assert np.array_equal(got, reference.of(node)), f"spikes of {node.module} differ (firing rates {rates})"
+    return reference, encoded, spikes, state
+
+
 @pytest.mark.lava
 def test_a_conv_dense_model_exported_by_the_cli_runs_bit_exact_on_netx(tmp_path, conv_dense):
     """Compiled with the defaults, exported from the artifact, built by netx and run on Lava: every block's spikes
@@ -145,16 +159,10 @@ def test_a_conv_dense_model_exported_by_the_cli_runs_bit_exact_on_netx(tmp_path,
     assert code == 0 and "to netx HDF5 (input -> conv -> conv -> flatten -> dense -> dense)" in err, err
     graph = load_artifact(str(tmp_path / "artifact")).graph
     x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
-    reference = run_intsim(graph, [x], keep_values=True)
-    neurons = [n for n in graph.nodes if n.op == "qlif"]
-    encoded = reference.of(neurons[0].inputs[0].producer)
-    spikes, state = _run_netx(str(tmp_path / "model.net"), encoded, [n.output.type.sample_shape for n in neurons])
-    rates = {n.module: round(float(reference.of(n).mean()), 3) for n in neurons}
-    assert all(rate > 0.05 for rate in rates.values()), f"every layer must fire to prove much: {rates}"
-    for node, got in zip(neurons, spikes):
-        assert np.array_equal(got, reference.of(node)), f"spikes of {node.module} differ (firing rates {rates})"
+    reference, encoded, spikes, state = _assert_netx_spikes_equal_intsim(graph, x, tmp_path / "model.net")
     assert np.array_equal(spikes[-1].sum(axis=0), reference.outputs[0]), "spike counts differ"
-    for name, got, want in zip("uv", state, _final_state(neurons[0], encoded[:, -1])):
+    encoder = next(n for n in graph.nodes if n.op == "qlif")
+    for name, got, want in zip("uv", state, _final_state(encoder, encoded[:, -1])):
         assert np.array_equal(got, want), f"the encoder's {name} differs"
 
 
@@ -168,13 +176,7 @@ def test_neurons_with_current_memory_keep_it_on_netx(tmp_path, conv_dense):
     neurons[0].attrs.update(du=2047, dv=1024)
     (tmp_path / "model.net").write_bytes(export_netx(graph).content)
     x = np.random.default_rng(1).random((3, 1, 8, 8), dtype=np.float32)
-    reference = run_intsim(graph, [x], keep_values=True)
-    encoded = reference.of(neurons[0].inputs[0].producer)
-    spikes, state = _run_netx(str(tmp_path / "model.net"), encoded, [n.output.type.sample_shape for n in neurons])
-    rates = {n.module: round(float(reference.of(n).mean()), 3) for n in neurons}
-    assert all(rate > 0.05 for rate in rates.values()), f"every layer must fire to prove much: {rates}"
-    for node, got in zip(neurons, spikes):
-        assert np.array_equal(got, reference.of(node)), f"spikes of {node.module} differ (firing rates {rates})"
+    _, encoded, _, state = _assert_netx_spikes_equal_intsim(graph, x, tmp_path / "model.net")
     u, v = _final_state(neurons[0], encoded[:, -1])
     assert np.array_equal(state[0], u) and np.array_equal(state[1], v), "the decays differ: u or v is not intsim's"
     assert np.abs(u).max() > 4096 * 64, "a current too small to show its decay proves little"
