@@ -2,7 +2,8 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "verify", "compile", "simulate", "report", "Calibrate", "Engine", "open_data"]
+__all__ = ["__version__", "verify", "compile", "simulate", "report", "Calibrate", "Engine", "open_data",
+           "export_program"]
 
 
 def __getattr__(name: str):
@@ -19,4 +20,8 @@ def __getattr__(name: str):
         from spikec.datasets import open_data
 
         return open_data
+    if name == "export_program":
+        from spikec.frontends.torch.exported import export_program
+
+        return export_program
     raise AttributeError(f"module 'spikec' has no attribute {name!r}")

@@ -37,8 +37,9 @@ def main(debug: bool) -> None:
 def inspect(source, fmt, seed):
     """Trace MODEL and print its IR, a layer table and its parameter count.
 
-    MODEL is a checkpoint dict {arch, config, state_dict} saved with torch.save; or name the model with
-    --model (your code) or --arch (the zoo).
+    MODEL is a checkpoint dict {arch, config, state_dict} saved with torch.save, a torch.export program
+    (MODEL.pt2, made with spikec.export_program) or a NIR graph (MODEL.nir); or name the model with --model
+    (your code) or --arch (the zoo).
 
     \b
     Examples:

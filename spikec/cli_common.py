@@ -134,8 +134,8 @@ def model_options(command):
         click.option("--weights", metavar="FILE", type=click.Path(),
                      help="State dict for --model/--arch (raw, or under 'state_dict'/'model' as timm saves)."),
         click.option("--allow-pickle", is_flag=True,
-                     help="Allow a checkpoint that pickles Python objects, or TorchScript --weights (runs code "
-                          "from the file!)."),
+                     help="Allow a checkpoint or .pt2 program that pickles Python objects, or TorchScript "
+                          "--weights (runs code from the file!)."),
         click.option("--input-shape", metavar="B,...", help="Shape the model's forward takes, e.g. 1,3,32,32."),
         click.option("--timesteps", "-T", type=click.IntRange(min=1),
                      help="Time steps T of a zoo model, or how many steps a NIR graph (MODEL.nir) runs."),

@@ -126,6 +126,7 @@ def compile_command(source, target, out_dir, force, input_exp, input_range, allo
       spikec compile examples/digits/checkpoints/spikingformer-cifar.pt --target loihi2 -o out/digits-loihi2
       spikec compile --arch spikformer-dvs -o out/dvs --input-range 0,64
       spikec compile graph.nir -T 8 --data inputs.npz -o out/graph     # a NIR graph, run for 8 steps
+      spikec compile model.pt2 -o out/model          # a torch.export program (spikec.export_program)
     """
     from spikec.api import check_resources, compile_source
     from spikec.compiler import check_output_dir

@@ -174,4 +174,15 @@ def iand(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """
     if has_torch_function_variadic(a, s):
         return handle_torch_function(iand, (a, s), a, s)
+    if _iand_op is not None:
+        return _iand_op(a, s)
+    return _iand_values(a, s)
+
+
+def _iand_values(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return (1.0 - a) * s
+
+
+_iand_op: Callable | None = None
+"""spikec's custom op ``spikec::iand`` while :func:`spikec.frontends.torch.exported.exportable_neurons` is active:
+torch.export records a call of it as one op, where it would record ``(1 - a) * s`` as two."""

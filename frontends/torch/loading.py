@@ -442,8 +442,9 @@ def _load_checkpoint(source: ModelSource) -> LoadedModel:
     """A checkpoint file: a zoo checkpoint dict, or (with ``--allow-pickle``) a pickled module."""
     path = source.checkpoint
     if path.endswith(".pt2"):
-        raise InputError(f"{path}: torch.export programs (.pt2) are not supported yet; pass the model's code "
-                         "with --model FILE.py:NAME and its weights with --weights")
+        from spikec.frontends.torch.exported import load_program
+
+        return load_program(source)
     if os.path.isfile(path) and _is_torchscript_archive(path):
         raise InputError(f"{path} is a TorchScript archive (torch.jit.save): spikec traces a model's Python code, "
                          "which the archive does not hold, and loading it would run code from the file. Save a "

@@ -24,7 +24,8 @@ from torch import nn
 import spikec.nn as snn
 from spikec.errors import InputError
 
-__all__ = ["neuron_op", "is_neuron", "looks_stateful", "reset_neuron_state", "cupy_neurons_on_cpu", "NEURON_CLASSES"]
+__all__ = ["neuron_op", "is_neuron", "looks_stateful", "neuron_like", "reset_neuron_state", "cupy_neurons_on_cpu",
+           "NEURON_CLASSES"]
 
 Converter = Callable[[nn.Module], tuple[str, dict[str, Any]]]
 
@@ -176,8 +177,12 @@ def looks_stateful(module: nn.Module) -> bool:
         return True
     if any(True for _ in module.children()):
         return False
-    name = type(module).__name__
-    return name.endswith(("LIF", "IF", "Node")) or "Neuron" in name
+    return neuron_like(type(module).__name__)
+
+
+def neuron_like(class_name: str) -> bool:
+    """Whether a class is named like a neuron (``MultiStepLIF``, ``LIFNode``, ``SpikingNeuron``)."""
+    return class_name.endswith(("LIF", "IF", "Node")) or "Neuron" in class_name
 
 
 @contextlib.contextmanager

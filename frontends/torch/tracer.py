@@ -26,6 +26,7 @@ together at the end.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import enum
 import functools
@@ -138,6 +139,20 @@ def _user_frame(frames=None) -> tuple[str, int] | None:
     return None
 
 
+_RECORDED_LOCATION: contextvars.ContextVar[Location | None] = contextvars.ContextVar("spikec_location", default=None)
+
+
+@contextlib.contextmanager
+def recorded_location(location: Location):
+    """Ops traced inside take ``location`` instead of the live stack's: a torch.export program's node records the
+    module path and line it was exported from (frontends/torch/exported.py), which its run does not have."""
+    token = _RECORDED_LOCATION.set(location)
+    try:
+        yield
+    finally:
+        _RECORDED_LOCATION.reset(token)
+
+
 def _pair(value, n: int = 2) -> tuple[int, ...]:
     if isinstance(value, (list, tuple)):
         if len(value) == 1:
@@ -174,6 +189,9 @@ class _Tracer(TorchFunctionMode):
     # -- bookkeeping ---------------------------------------------------------------------------------
 
     def location(self) -> Location:
+        recorded = _RECORDED_LOCATION.get()
+        if recorded is not None:
+            return recorded
         module = self.module_stack[-1] if self.module_stack else ""
         frame = _user_frame()
         return Location(module, *frame) if frame else Location(module)
@@ -217,25 +235,31 @@ class _Tracer(TorchFunctionMode):
                 return spikes
             finally:
                 self.paused = False
-            source = self.lookup(x)
-            if source is None or rest or kwargs:
+            if self.lookup(x) is None or rest or kwargs:
                 self.error(f"{type(module).__name__} is called on a value spikec cannot trace")
                 self.poison(spikes)
-            elif source.value is None:
-                self.poison(spikes)
-            elif source.role is Role.MERGED and self.merged_neurons_at_batch_1 and source.value.type.batch == 1:
-                # at batch 1 the [T*B, ...] tensor is [T, ...]: the neuron runs over the T steps of the IR value
-                self.bind(spikes, self.emit(op, [source.value], attrs), Role.MERGED)
-            elif source.role is not Role.TB:
-                self.error(self._misplaced_neuron(module, source, x))
-                self.poison(spikes)
             else:
-                self.bind(spikes, self.emit(op, [source.value], attrs), Role.TB)
+                self.bind_neuron(type(module).__name__, op, attrs, x, spikes)
             return spikes
         return forward
 
-    def _misplaced_neuron(self, module: nn.Module, source: Traced, x: torch.Tensor) -> str:
-        message = (f"{type(module).__name__} gets a {source.role.value} tensor of shape {list(x.shape)}; "
+    def bind_neuron(self, name: str, op: str, attrs: dict, x: torch.Tensor, spikes: torch.Tensor) -> None:
+        """Record the neuron ``name`` (its class or custom op, for messages) turning the traced ``x`` into
+        ``spikes`` as one ``op``, or report why it cannot be."""
+        source = self.lookup(x)
+        if source.value is None:
+            self.poison(spikes)
+        elif source.role is Role.MERGED and self.merged_neurons_at_batch_1 and source.value.type.batch == 1:
+            # at batch 1 the [T*B, ...] tensor is [T, ...]: the neuron runs over the T steps of the IR value
+            self.bind(spikes, self.emit(op, [source.value], attrs), Role.MERGED)
+        elif source.role is not Role.TB:
+            self.error(self._misplaced_neuron(name, source, x))
+            self.poison(spikes)
+        else:
+            self.bind(spikes, self.emit(op, [source.value], attrs), Role.TB)
+
+    def _misplaced_neuron(self, name: str, source: Traced, x: torch.Tensor) -> str:
+        message = (f"{name} gets a {source.role.value} tensor of shape {list(x.shape)}; "
                    "multi-step neurons take [T, B, ...]")
         if source.role is not Role.MERGED:
             return message
@@ -311,6 +335,8 @@ _VALUE_READS = frozenset({"item", "tolist", "numpy", "__bool__", "__float__", "_
 
 
 def _func_name(func) -> str:
+    if isinstance(func, torch._ops.OpOverload):
+        return str(func)  # an exported program's op: aten.addmm.default
     qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
     module = getattr(func, "__module__", None) or ""
     if qual.startswith(("_TensorBase.", "TensorBase.")):
@@ -877,6 +903,12 @@ def _h_iand(tracer, func, args, kwargs, out):
     return tracer.emit("and_not", [a.value, s.value], {}), _binary_roles(a, s)
 
 
+def _h_neuron(tracer, func, args, kwargs, out):
+    """A neuron a torch.export program kept as spikec's custom op (``torch.ops.spikec.lif_neuron(x, tau=...)``,
+    frontends/torch/exported.py): one neuron op whose attributes are the call's keyword arguments."""
+    tracer.bind_neuron(f"spikec.{func.__name__}", func.__name__.removesuffix("_neuron"), dict(kwargs), args[0], out)
+
+
 _HANDLERS: dict[str, Callable] = {
     "conv2d": _h_conv2d, "conv1d": _h_conv1d, "linear": _h_linear, "batch_norm": _h_batch_norm,
     "_max_pool2d": _h_max_pool2d, "max_pool2d": _h_max_pool2d, "_max_pool3d": _h_max_pool3d,
@@ -893,7 +925,7 @@ _HANDLERS: dict[str, Callable] = {
     "mul": _h_mul, "__mul__": _h_mul, "__rmul__": _h_mul,
     "div": _h_div, "__truediv__": _h_div, "true_divide": _h_div,
     "matmul": _h_matmul, "__matmul__": _h_matmul, "bmm": _h_matmul,
-    "iand": _h_iand,
+    "iand": _h_iand, "lif_neuron": _h_neuron, "plif_neuron": _h_neuron, "if_neuron": _h_neuron,
 }
 
 
