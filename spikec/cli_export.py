@@ -72,8 +72,10 @@ def export_command(source, fmt, out_file):
 def _onnx(source, artifact: bool) -> tuple[bytes, str]:
     import tempfile
 
-    from spikec.backends.onnx import embed_artifact, export_onnx
+    from spikec.backends.onnx import embed_artifact, export_onnx, require_onnx
     from spikec.compiler import load_artifact
+
+    require_onnx()   # before a compile, which would be wasted
 
     with tempfile.TemporaryDirectory(prefix="spikec-export-") as tmp:
         directory = source.checkpoint

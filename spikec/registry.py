@@ -12,7 +12,7 @@ per-layer spikes, :func:`spikec.simulation.simulate`).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 from typing import Callable
 
 __all__ = ["Target", "Backend", "TARGETS", "BACKENDS", "target"]
@@ -43,12 +43,10 @@ class Backend:
         if self.package is None:
             return
         try:
-            found = importlib.util.find_spec(self.package) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
+            importlib.import_module(self.package)
+        except ImportError:
             raise InputError(f"the {self.name} backend needs {self.package.split('.')[0]}, which is not installed: "
-                             f"{self.install}")
+                             f"{self.install}") from None
 
     def runs(self, plan) -> bool:
         """Whether this backend can run what ``plan`` (a :class:`spikec.simulation.SimulationPlan`) holds."""
@@ -110,7 +108,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("lava", "Lava's bit-accurate CPU models (Loihi2SimCfg, fixed_pt)", "compiled model", ("loihi2",),
             _lava, "lava.magma.core", "pip install 'spikec[lava]' (lava-nc 0.10.0 runs on Python 3.10)"),
     Backend("onnxruntime", "onnxruntime on the graph's ONNX export (spikec export)", "compiled model", None,
-            _onnxruntime),
+            _onnxruntime, "onnxruntime", "pip install 'spikec[interop]'"),
 )}
 
 

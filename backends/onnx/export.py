@@ -34,7 +34,8 @@ from spikec.errors import UnsupportedError
 from spikec.ir import Graph, Node
 from spikec.ir.ops import OpCategory, Phase, ops_with
 
-__all__ = ["export_onnx", "embed_artifact", "load_embedded_artifact", "ONNX_OPSET", "UNSUPPORTED", "ARTIFACT_KEY"]
+__all__ = ["export_onnx", "require_onnx", "embed_artifact", "load_embedded_artifact", "ONNX_OPSET", "UNSUPPORTED",
+           "ARTIFACT_KEY"]
 
 ONNX_OPSET = 18         # BitwiseAnd on int64
 INT32_OFFSET = 1 << 31
@@ -295,10 +296,22 @@ def _output(b: _Builder, name: str, value: str, shape: list):
     return helper.make_tensor_value_info(name, TensorProto.INT64, shape)
 
 
+def require_onnx():
+    """The ``onnx`` package, or one line saying how to install it (it comes with the ``interop`` extra)."""
+    try:
+        import onnx
+    except ImportError:
+        from spikec.errors import InputError
+
+        raise InputError("ONNX export and ONNX files need the onnx package, which is not installed: "
+                         "pip install 'spikec[interop]'") from None
+    return onnx
+
+
 def export_onnx(graph: Graph, name: str | None = None):
     """The ONNX model (an ``onnx.ModelProto``, opset :data:`ONNX_OPSET`) of the compiled integer ``graph``; see
     the module docstring. Raises :class:`UnsupportedError` naming every op it has no rule for."""
-    import onnx
+    onnx = require_onnx()
     from onnx import TensorProto, helper
 
     from spikec.passes.range_analysis import analyze_ranges
@@ -374,13 +387,12 @@ def load_embedded_artifact(path: str):
     import tempfile
     import zipfile
 
-    import onnx
-
     from spikec.compiler import ARTIFACT_FILES, load_artifact
     from spikec.errors import InputError
     from spikec.files import MAX_INPUT_BYTES, require_regular_file
 
     require_regular_file(path, "an ONNX file")
+    onnx = require_onnx()
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # not protobuf, truncated

@@ -222,6 +222,32 @@ def test_without_lava_loihi2_compiles_and_the_lava_backend_says_how_to_install_i
            "(lava-nc 0.10.0 runs on Python 3.10)\n")
 
 
+def test_without_the_interop_extra_onnx_export_and_onnxruntime_say_how_to_install_them(tmp_path):
+    """onnx and onnxruntime come with spikec[interop]: where they are missing (importable packages that fail as
+    missing ones do), compile still works, and the ONNX export and the onnxruntime backend are one line each."""
+    for package in ("onnx", "onnxruntime"):
+        shim = tmp_path / "shim" / package
+        shim.mkdir(parents=True)
+        (shim / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{package}'\", "
+                                          f"name='{package}')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shim")}
+    out = tmp_path / "out"
+    compiled = subprocess.run([sys.executable, "-m", "spikec", "compile", *MODEL, "-o", str(out)], env=env,
+                              capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    exported = subprocess.run([sys.executable, "-m", "spikec", "export", str(out), "--to", "onnx", "-o",
+                               str(tmp_path / "m.onnx")], env=env, capture_output=True, text=True)
+    assert (exported.returncode, exported.stderr) == (
+        2, "spikec: error: ONNX export and ONNX files need the onnx package, which is not installed: "
+           "pip install 'spikec[interop]'\n")
+    assert not (tmp_path / "m.onnx").exists()
+    result = subprocess.run([sys.executable, "-m", "spikec", "simulate", str(out), "--backend", "onnxruntime",
+                             "--data", str(_image_data(tmp_path))], env=env, capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (
+        2, "spikec: error: the onnxruntime backend needs onnxruntime, which is not installed: "
+           "pip install 'spikec[interop]'\n")
+
+
 def test_debug_is_accepted_after_the_subcommand():
     code, _, err = run("inspect", "--arch", "no-such-arch", "--debug")
     assert code == 2
