@@ -222,6 +222,7 @@ def test_without_lava_loihi2_compiles_and_the_lava_backend_says_how_to_install_i
            "(lava-nc 0.10.0 runs on Python 3.10)\n")
 
 
+@pytest.mark.slow
 def test_without_the_interop_extra_onnx_export_and_onnxruntime_say_how_to_install_them(tmp_path):
     """onnx and onnxruntime come with spikec[interop]: where they are missing (importable packages that fail as
     missing ones do), compile still works, and the ONNX export and the onnxruntime backend are one line each."""

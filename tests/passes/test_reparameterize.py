@@ -95,6 +95,7 @@ def test_verify_checks_the_deployable_network_and_no_fold_the_traced_one():
     assert "reparameterizing" not in text
 
 
+@pytest.mark.slow
 @pytest.mark.spikingjelly_legacy
 def test_meta_spikeformer_compiles_and_intsim_agrees_with_the_module():
     """Untrained weights set to fire put many membranes near threshold, where 8-bit weights flip spikes that then
